@@ -1,0 +1,1 @@
+"""Delivery channels: each sends one Alert or raises a classified DeliveryError."""

@@ -1,0 +1,149 @@
+"""``b24notify`` command line: serve, worker, sync, up, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from b24notify.settings import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(env_file=args.env_file)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from b24notify.logs import setup_logging
+    from b24notify.service.app import create_app
+
+    settings = _settings(args)
+    settings.require_portal()
+    setup_logging(settings.b24notify_log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from b24notify.logs import setup_logging
+    from b24notify.workers.worker import run_worker
+
+    settings = _settings(args)
+    settings.require_channels()
+    setup_logging(settings.b24notify_log_level)
+    run_worker(settings, burst=args.burst, name=args.name)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from b24notify.logs import setup_logging
+    from b24notify.workers.manual import sync_now
+
+    settings = _settings(args)
+    settings.require_channels()
+    setup_logging(settings.b24notify_log_level)
+    return sync_now(settings, args.task, send=not args.no_send)
+
+
+def cmd_deadletter(args: argparse.Namespace) -> int:
+    from redis import Redis
+
+    from b24notify.deadletter import DeadLetters
+    from b24notify.keys import Keys
+
+    settings = _settings(args)
+    dead = DeadLetters(Redis.from_url(settings.redis_url), Keys(settings.b24notify_key_prefix))
+    if args.action == "list":
+        rows = dead.entries(args.limit)
+        for row in rows:
+            print(f"{row.id}  {row.dead_at:%Y-%m-%d %H:%M:%S}Z  attempts={row.attempts}  {row.reason}")
+        print(f"{len(rows)} dead deliver{'y' if len(rows) == 1 else 'ies'}")
+        return 0
+    if not args.all and not args.ids:
+        print("b24notify: deadletter replay needs delivery ids or --all", file=sys.stderr)
+        return 2
+    replayed = dead.replay(None if args.all else args.ids)
+    for delivery in replayed:
+        print(f"queued again: {delivery}")
+    print(f"{len(replayed)} queued again")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from b24notify.launcher import run_up
+
+    return run_up(env_file=args.env_file, host=args.host, port=args.port, workers=args.workers,
+                  demo=args.demo)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from b24notify.demo import run_simulate
+
+    return run_simulate(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="b24notify",
+        description="Alerts the moment a Bitrix24 task result appears or is closed.",
+        epilog="Configuration comes from the environment (see README: Configuration).",
+    )
+    parser.add_argument("--env-file", default=None, help="read settings from this file too (KEY=value lines)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web endpoint that Bitrix24 posts events to")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run one worker: syncs tasks and delivers notifications")
+    worker.add_argument("--burst", action="store_true", help="work off what is due now, then exit")
+    worker.add_argument("--name", default=None, help="worker name shown by `rq info`")
+    worker.set_defaults(func=cmd_worker)
+
+    sync = sub.add_parser("sync", help="fetch, diff and notify one task now; print the diff")
+    sync.add_argument("--task", type=int, required=True, help="the task id")
+    sync.add_argument("--no-send", action="store_true", help="queue the notifications but do not send them")
+    sync.set_defaults(func=cmd_sync)
+
+    deadletter = sub.add_parser("deadletter", help="list or replay deliveries that failed for good")
+    deadletter_sub = deadletter.add_subparsers(dest="action", required=True)
+    listing = deadletter_sub.add_parser("list", help="show dead deliveries with their reasons")
+    listing.add_argument("--limit", type=int, default=100)
+    replay = deadletter_sub.add_parser("replay", help="queue dead deliveries again")
+    replay.add_argument("ids", nargs="*", help="delivery ids as `deadletter list` shows them")
+    replay.add_argument("--all", action="store_true", help="replay every dead delivery")
+    deadletter.set_defaults(func=cmd_deadletter)
+
+    up = sub.add_parser("up", help="web + workers on this machine; a demo portal when none is configured")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    up.add_argument("--demo", action="store_true", help="force the simulator demo even if a portal is configured")
+    up.set_defaults(func=cmd_up)
+
+    simulate = sub.add_parser("simulate", help="run the Bitrix24 portal simulator")
+    from b24notify.demo import add_simulate_arguments as add_arguments
+
+    add_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"b24notify: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Every Redis key b24notify uses, built in one place from typed parts.
+
+Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due set is
+``"{portal}|{task_id}"``, of the delivery due set ``"{alert_key}|{channel}"``):
+
+| key | type | holds | written by | TTL |
+| --- | --- | --- | --- | --- |
+| ``P:portal:{portal}:connected_at`` | string | ISO time the portal was first connected: results created before it are a silent baseline | first web/worker start (SET NX) | none |
+| ``P:due:{set}`` | zset | member → when it is due (unix s) | web (``note_event``), jobs (retry), reaper | none |
+| ``P:lease:{set}`` | zset | member → lease deadline; a leased member is being worked on | dispatcher (``claim``) | none |
+| ``P:token:{set}`` | hash | member → fencing token of its current lease | dispatcher | none |
+| ``P:attempts:{set}`` | hash | member → failures in a row | jobs | none |
+| ``P:drop`` | set | task members whose state must be forgotten (ONTASKDELETE) | web | none |
+| ``P:results:{portal}:{task}`` | hash | result id → StoredResult JSON, plus ``_known`` | sync job commit (Lua) | none |
+| ``P:delivery:{delivery_id}`` | hash | alert JSON, channel, status, attempts, last_error | sync commit, delivery jobs | 30 days once sent or dead |
+| ``P:deadletter`` | zset | delivery id → when it was dead-lettered | delivery jobs | none |
+| ``P:cache:task:{portal}:{task}`` | string | TaskInfo JSON | sync job | ``B24NOTIFY_TASK_CACHE_SECONDS`` |
+| ``P:cache:user:{portal}:{user}`` | string | display name | sync job | ``B24NOTIFY_USER_CACHE_SECONDS`` |
+| ``P:metrics`` | hash | ``name{labels}`` → counter | everyone | none |
+| ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
+
+``{set}`` is ``tasks`` or ``deliveries``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASKS = "tasks"
+DELIVERIES = "deliveries"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "b24n"
+
+    def connected_at(self, portal: str) -> str:
+        return f"{self.prefix}:portal:{portal}:connected_at"
+
+    def halted(self, portal: str) -> str:
+        return f"{self.prefix}:portal:{portal}:halted"
+
+    def halted_pattern(self) -> str:
+        return f"{self.prefix}:portal:*:halted"
+
+    def due(self, name: str) -> str:
+        return f"{self.prefix}:due:{name}"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
+
+    def token(self, name: str) -> str:
+        return f"{self.prefix}:token:{name}"
+
+    def attempts(self, name: str) -> str:
+        return f"{self.prefix}:attempts:{name}"
+
+    def token_counter(self) -> str:
+        return f"{self.prefix}:lease_seq"
+
+    def drop(self) -> str:
+        return f"{self.prefix}:drop"
+
+    def results(self, portal: str, task_id: int) -> str:
+        return f"{self.prefix}:results:{portal}:{task_id}"
+
+    def delivery(self, delivery_id: str) -> str:
+        return f"{self.prefix}:delivery:{delivery_id}"
+
+    def delivery_prefix(self) -> str:
+        return f"{self.prefix}:delivery:"
+
+    def deadletter(self) -> str:
+        return f"{self.prefix}:deadletter"
+
+    def task_cache(self, portal: str, task_id: int) -> str:
+        return f"{self.prefix}:cache:task:{portal}:{task_id}"
+
+    def user_cache(self, portal: str, user_id: int) -> str:
+        return f"{self.prefix}:cache:user:{portal}:{user_id}"
+
+    def metrics(self) -> str:
+        return f"{self.prefix}:metrics"
+
+
+def task_member(portal: str, task_id: int) -> str:
+    return f"{portal}|{task_id}"
+
+
+def split_task_member(member: str) -> tuple[str, int]:
+    portal, _, task = member.rpartition("|")
+    return portal, int(task)
+
+
+def delivery_id(alert_key: str, channel: str) -> str:
+    return f"{alert_key}|{channel}"
+
+
+def split_delivery_id(member: str) -> tuple[str, str]:
+    alert_key, _, channel = member.rpartition("|")
+    return alert_key, channel
+
+
+def as_text(value: bytes | str) -> str:
+    """Redis answers bytes (RQ needs a bytes connection, and we share it)."""
+    return value.decode() if isinstance(value, bytes) else value

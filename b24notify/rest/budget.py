@@ -1,0 +1,80 @@
+"""The portal's REST budget, shared by the fleet (PROTOCOL.md §6).
+
+The portal counts every request in a leaky bucket — capacity 50, draining 2/s (Enterprise 250 and
+5/s) — per portal and source IP, shared with every other integration. We keep our own fleet-wide
+GCRA limiter in Redis, sized to the bucket minus a reserve for the portal's other integrations,
+so the product alone never triggers ``QUERY_LIMIT_EXCEEDED``. When the portal says 503 anyway
+(someone else spent it), ``penalize`` pushes the shared clock forward: every worker backs off,
+not only the one that saw it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis import Redis
+
+from b24notify.dueset import load_lua
+from b24notify.rest.errors import BudgetSpent
+
+RATE_SPEC = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``drain`` requests per second, ``capacity`` requests of burst: "2/50", "5/250"."""
+
+    drain: float
+    capacity: int
+
+    @classmethod
+    def parse(cls, spec: str) -> RateLimit:
+        match = RATE_SPEC.match(spec)
+        if not match or float(match[1]) <= 0 or int(match[2]) < 1:
+            raise ValueError("must look like DRAIN_PER_SECOND/CAPACITY, e.g. 2/50 or 5/250")
+        return cls(float(match[1]), int(match[2]))
+
+    def share(self, fraction: float) -> RateLimit:
+        return RateLimit(self.drain * fraction, max(1, int(self.capacity * fraction)))
+
+
+class RateBudget:
+    def __init__(
+        self,
+        redis: Redis,
+        key: str,
+        limit: RateLimit,
+        *,
+        max_wait: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.key = key
+        self.limit = limit
+        self.max_wait = max_wait
+        self._sleep = sleep
+        self._script = redis.register_script(load_lua("gcra"))
+        self._emission = 1.0 / limit.drain
+        self._tau = (limit.capacity - 1) * self._emission
+
+    def try_take(self) -> float:
+        """Spend one request if allowed now; else return how long to wait."""
+        return float(self._script(keys=[self.key], args=[self._emission, self._tau, "take", 0]))
+
+    def take(self) -> None:
+        """Spend one request, sleeping up to ``max_wait`` in all; raise BudgetSpent beyond it,
+        so that a job reschedules itself instead of holding a worker."""
+        waited = 0.0
+        while True:
+            wait = self.try_take()
+            if wait <= 0:
+                return
+            if waited + wait > self.max_wait:
+                raise BudgetSpent(wait)
+            self._sleep(wait)
+            waited += wait
+
+    def penalize(self, seconds: float) -> None:
+        self._script(keys=[self.key], args=[self._emission, self._tau, "penalize", seconds])

@@ -1,0 +1,212 @@
+"""The Bitrix24 REST client: one portal, one incoming webhook, sync httpx (workers are sync).
+
+Its surface is deliberately small — ``call`` and ``call_page`` — so that the fleet-wide rate budget,
+``batch`` and OAuth can slide in behind it without touching callers.
+
+Credentials only ever go to the configured webhook URL: nothing from an event payload (such as
+``auth[client_endpoint]``) reaches this class, and redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from b24notify.phpform import encode_php_query
+from b24notify.rest.errors import B24Error, Policy, ServerError, TransportError, classify
+from b24notify.settings import Webhook
+
+log = logging.getLogger(__name__)
+
+METHOD_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+MAX_BATCH = 50
+
+CallObserver = Callable[[str, str], None]  # (method, outcome: "ok" or an error code)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with full jitter: sleep U(0, min(cap, base * 2**attempt))."""
+
+    base: float = 0.5
+    cap: float = 8.0
+    attempts: int = 3  # calls in all, the first one included
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.cap, self.base * (2**attempt)))
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: Any
+    total: int | None = None
+    next: int | None = None
+    time: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RestClient:
+    def __init__(
+        self,
+        webhook: Webhook,
+        *,
+        timeout: float = 20.0,
+        backoff: Backoff | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self.webhook = webhook
+        self.backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._observer = observer
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+            transport=transport,
+            follow_redirects=False,
+            headers={"User-Agent": "b24notify", "Accept": "application/json"},
+        )
+
+    @property
+    def portal(self) -> str:
+        return self.webhook.netloc
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.call_page(method, params).result
+
+    def call_page(self, method: str, params: Mapping[str, Any] | None = None) -> Answer:
+        """Call ``method``; retry transport and server errors and a full bucket with backoff.
+
+        Other errors raise at once: the caller's policy decides (reschedule, drop, halt).
+        """
+        if not METHOD_NAME.match(method):
+            raise ValueError(f"not a REST method name: {method!r}")
+        attempt = 0
+        while True:
+            try:
+                answer = self._call_once(method, params or {})
+            except B24Error as exc:
+                self._observe(method, exc.code)
+                retry = exc.policy is Policy.RETRY_SOON or exc.code == "QUERY_LIMIT_EXCEEDED"
+                attempt += 1
+                if not retry or attempt >= self.backoff.attempts:
+                    raise
+                delay = self.backoff.delay(attempt, self._rng)
+                log.warning("event=rest.retry method=%s code=%s attempt=%d delay=%.2f",
+                            method, exc.code, attempt, delay)
+                self._sleep(delay)
+                continue
+            self._observe(method, "ok")
+            return answer
+
+    def batch(self, calls: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Answer | B24Error]:
+        """Run up to 50 calls as one request (one unit of the portal's rate budget).
+
+        Keys must not be numeric: the portal's PHP would turn a map with numeric keys into a list.
+        Each call gets its own Answer or typed error, so one bad task never fails the others.
+        Portal-level errors (auth, rate limit) fail the whole batch and raise as usual.
+        """
+        if not calls:
+            return {}
+        if len(calls) > MAX_BATCH:
+            raise ValueError(f"a batch carries at most {MAX_BATCH} calls")
+        for key, (method, _) in calls.items():
+            if key.isdigit() or not METHOD_NAME.match(key) or not METHOD_NAME.match(method):
+                raise ValueError(f"bad batch key or method: {key!r} {method!r}")
+        cmd = {key: f"{method}?{encode_php_query(params)}" for key, (method, params) in calls.items()}
+        body = self.call("batch", {"halt": 0, "cmd": cmd})
+        return parse_batch(calls, body)
+
+    def _observe(self, method: str, outcome: str) -> None:
+        if self._observer is not None:
+            self._observer(method, outcome)
+
+    def _call_once(self, method: str, params: Mapping[str, Any]) -> Answer:
+        url = self.webhook.base_url + method
+        try:
+            response = self._http.post(url, json=params)
+        except httpx.TimeoutException as exc:
+            raise TransportError("TIMEOUT", type(exc).__name__, method=method) from None
+        except httpx.TransportError as exc:
+            raise TransportError("NETWORK_ERROR", type(exc).__name__, method=method) from None
+        return parse_answer(method, response.status_code, response.content)
+
+
+def parse_answer(method: str, status: int, body: bytes) -> Answer:
+    """Turn one HTTP answer into an Answer or the typed error it carries."""
+    import json
+
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        if status >= 500 or status == 200:
+            raise ServerError("ERROR_UNEXPECTED_ANSWER", f"non-JSON answer, HTTP {status}", status=status,
+                              method=method)
+        raise classify(f"HTTP_{status}", "non-JSON answer", status=status, method=method)
+    if "error" in payload:
+        raise classify(str(payload["error"]), str(payload.get("error_description") or ""), status=status,
+                       method=method)
+    if status >= 400:
+        raise classify(f"HTTP_{status}", "error status without an error code", status=status, method=method)
+    if "result" not in payload:
+        raise ServerError("ERROR_UNEXPECTED_ANSWER", "answer without result", status=status, method=method)
+    time_info = payload.get("time")
+    return Answer(
+        result=payload["result"],
+        total=_optional_int(payload.get("total")),
+        next=_optional_int(payload.get("next")),
+        time=time_info if isinstance(time_info, dict) else {},
+    )
+
+
+def _section(body: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    # Empty sections come back as [] instead of {} (PHP arrays, PROTOCOL.md §5).
+    section = body.get(name)
+    return section if isinstance(section, Mapping) else {}
+
+
+def parse_batch(calls: Mapping[str, tuple[str, Mapping[str, Any]]], body: Any) -> dict[str, Answer | B24Error]:
+    if not isinstance(body, Mapping):
+        body = {}
+    results, errors = _section(body, "result"), _section(body, "result_error")
+    totals, nexts, times = _section(body, "result_total"), _section(body, "result_next"), _section(body, "result_time")
+    answers: dict[str, Answer | B24Error] = {}
+    for key, (method, _) in calls.items():
+        error = errors.get(key)
+        if isinstance(error, Mapping):
+            answers[key] = classify(str(error.get("error", "")), str(error.get("error_description") or ""),
+                                    method=method)
+        elif key in results:
+            time_info = times.get(key)
+            answers[key] = Answer(results[key], _optional_int(totals.get(key)), _optional_int(nexts.get(key)),
+                                  time_info if isinstance(time_info, dict) else {})
+        else:
+            answers[key] = ServerError("ERROR_UNEXPECTED_ANSWER", "call missing from the batch answer",
+                                       method=method)
+    return answers
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,1 @@
+"""The web side: the Starlette app that receives Bitrix24 events."""

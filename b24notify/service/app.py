@@ -1,0 +1,172 @@
+"""The web app: ``POST /webhooks/bitrix24`` plus health, readiness and metrics.
+
+It answers fast and enqueues: one Redis round trip (the ``schedule`` Lua script) per accepted
+event, because Bitrix24 never retries a delivery that timed out or failed (PROTOCOL.md §1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from b24notify.dueset import DueSetKeys, load_lua
+from b24notify.events import EventType, IgnoredEvent
+from b24notify.keys import DELIVERIES, TASKS, Keys, as_text, task_member
+from b24notify.metrics import counter_field, decode_counters, render
+from b24notify.service.intake import (
+    PortalIdentity,
+    Rejection,
+    authenticate,
+    decode_payload,
+    read_body,
+    to_event,
+)
+from b24notify.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Intake:
+    """The webhook endpoint, with what it needs handed in."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        settings.require_portal()
+        assert settings.b24_application_token is not None
+        self.redis = redis
+        self.keys = Keys(settings.b24notify_key_prefix)
+        self.portal = settings.portal
+        self.identity = PortalIdentity(
+            application_token=settings.b24_application_token.get_secret_value(),
+            domain=settings.webhook.netloc,
+            member_id=settings.b24_member_id,
+        )
+        self.debounce = settings.b24notify_debounce_seconds
+        self.due = DueSetKeys.of(self.keys, TASKS)
+        self.schedule = redis.register_script(load_lua("schedule"))
+
+    async def webhook(self, request: Request) -> Response:
+        event_name = "unknown"
+        try:
+            body = await read_body(request)
+            payload = decode_payload(request.headers.get("content-type", ""), body)
+            event_name = str(payload.get("event") or "unknown").upper()[:40]
+            authenticate(payload, self.identity)
+            event = to_event(payload)
+        except Rejection as rejection:
+            return self._reject(rejection, event_name)
+        if isinstance(event, IgnoredEvent):
+            return self._answer({"status": "ignored", "event": event_name}, event_name, "ignored")
+        member = task_member(self.portal, event.task_id)
+        drop = event.type is EventType.ONTASKDELETE
+        try:
+            scheduled = await self.schedule(
+                keys=[self.due.due, self.due.lease, self.due.pending, self.keys.drop(), self.keys.metrics()],
+                args=[member, time.time() + self.debounce, "1" if drop else "0",
+                      counter_field("b24notify_events", type=event.type.value, outcome="accepted")],
+            )
+        except RedisError as exc:
+            # 503 tells the portal's log (and the operator) that we could not take the event.
+            log.error("event=webhook.redis_error task=%d error=%s", event.task_id, type(exc).__name__)
+            return JSONResponse({"status": "error", "reason": "queue unavailable"}, status_code=503)
+        log.info("event=webhook.accepted type=%s task=%d coalesced=%s", event.type.value, event.task_id,
+                 not scheduled)
+        return JSONResponse({"status": "accepted", "task": event.task_id, "coalesced": not bool(scheduled)})
+
+    def _answer(self, body: Mapping[str, object], event_name: str, outcome: str, status: int = 200) -> Response:
+        # Counted after the answer is sent, so the portal never waits on it.
+        task = BackgroundTask(self._count, event_name, outcome)
+        return JSONResponse(body, status_code=status, background=task)
+
+    def _reject(self, rejection: Rejection, event_name: str) -> Response:
+        log.warning("event=webhook.rejected status=%d reason=%s type=%s detail=%r", rejection.status,
+                    rejection.reason, event_name, rejection.detail)
+        body = {"status": "rejected", "reason": rejection.reason, "detail": rejection.detail}
+        return self._answer(body, event_name, rejection.reason, rejection.status)
+
+    async def _count(self, event_name: str, outcome: str) -> None:
+        name = event_name if event_name in EventType.__members__ else "other"
+        with contextlib.suppress(RedisError):
+            await self.redis.hincrby(self.keys.metrics(), counter_field("b24notify_events", type=name,
+                                                                          outcome=outcome), 1)
+
+
+class Health:
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.b24notify_key_prefix)
+        self.portal = settings.portal
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await self.redis.ping()
+            halted = await self.redis.get(self.keys.halted(self.portal))
+        except (RedisError, OSError) as exc:
+            return JSONResponse({"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}"},
+                                status_code=503)
+        if halted is not None:
+            return JSONResponse({"status": "degraded", "redis": "ok",
+                                 "portal": f"calls paused: {as_text(halted)}"}, status_code=503)
+        return JSONResponse({"status": "ok", "redis": "ok", "portal": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(self.keys.metrics())
+            for name in (TASKS, DELIVERIES):
+                pipe.zcard(self.keys.due(name))
+                pipe.zcard(self.keys.lease(name))
+            pipe.zcard(self.keys.deadletter())
+            raw, tasks_due, tasks_leased, deliveries_due, deliveries_leased, dead = await pipe.execute()
+        except RedisError as exc:
+            return JSONResponse({"status": "unavailable", "redis": type(exc).__name__}, status_code=503)
+        gauges = {
+            "b24notify_tasks_due": tasks_due, "b24notify_tasks_running": tasks_leased,
+            "b24notify_deliveries_due": deliveries_due, "b24notify_deliveries_running": deliveries_leased,
+            "b24notify_deadletter": dead,
+        }
+        return Response(render(decode_counters(raw), gauges), media_type="text/plain; version=0.0.4")
+
+
+def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
+    """Build the app. ``redis`` is injectable for tests; by default one client per app, closed on
+    shutdown. Connection errors surface per request (503), never at start: the process stays up
+    and ``/readyz`` says what is wrong."""
+    client = redis if redis is not None else Redis.from_url(
+        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=10
+    )
+    intake = Intake(settings, client)
+    health = Health(settings, client)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("event=web.start portal=%s", settings.portal)
+        # The first process to start marks when the portal was connected; results created
+        # before that are a silent baseline. A Redis outage here must not stop the web.
+        with contextlib.suppress(RedisError, OSError):
+            await client.set(Keys(settings.b24notify_key_prefix).connected_at(settings.portal),
+                             datetime.now(UTC).isoformat(), nx=True)
+        yield
+        if redis is None:
+            await client.aclose()
+
+    routes = [
+        Route("/webhooks/bitrix24", intake.webhook, methods=["POST"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

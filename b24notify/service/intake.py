@@ -1,0 +1,95 @@
+"""From an HTTP request to a checked TaskEvent, or a clear rejection. Pure apart from reading the
+body; the web app turns a Rejection into a JSON answer and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from b24notify.events import IgnoredEvent, MalformedEvent, MissingToken, TaskEvent, auth_of, parse_event
+from b24notify.phpform import FormError, parse_php_query
+
+MAX_BODY_BYTES = 64 * 1024
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Rejection(Exception):
+    status: int
+    reason: str  # machine-readable, also the metrics outcome
+    detail: str  # for the operator reading the portal's or the proxy's log
+
+
+@dataclass(frozen=True)
+class PortalIdentity:
+    """What a genuine event for our portal carries (PROTOCOL.md §1 "Verifying application_token")."""
+
+    application_token: str
+    domain: str  # host[:port] of the configured webhook URL
+    member_id: str | None = None
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > MAX_BODY_BYTES:
+                raise Rejection(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        except ValueError:
+            raise Rejection(400, "bad_request", "Content-Length is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Rejection(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_payload(content_type: str, body: bytes) -> dict[str, Any]:
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == FORM:
+        try:
+            return parse_php_query(body)
+        except FormError as exc:
+            raise Rejection(400, "malformed", f"form body: {exc}") from None
+    if media == JSON:
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise Rejection(400, "malformed", "body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise Rejection(400, "malformed", "JSON body must be an object")
+        return payload
+    raise Rejection(415, "unsupported_media_type", f"send {FORM} (as Bitrix24 does) or {JSON}")
+
+
+def authenticate(payload: dict[str, Any], portal: PortalIdentity) -> None:
+    """Token first, in constant time; then the portal identity. Nothing from ``auth`` is ever used
+    to reach the portal (``auth[client_endpoint]`` is ignored by design)."""
+    try:
+        auth = auth_of(payload)
+    except MissingToken:
+        raise Rejection(401, "missing_token", "auth[application_token] is missing") from None
+    except MalformedEvent as exc:
+        raise Rejection(401, "missing_token", str(exc)) from None
+    if not hmac.compare_digest(auth.application_token.encode(), portal.application_token.encode()):
+        raise Rejection(401, "bad_token", "auth[application_token] does not match B24_APPLICATION_TOKEN")
+    if auth.domain and auth.domain.lower() != portal.domain and auth.domain.lower() != portal.domain.split(":")[0]:
+        raise Rejection(403, "wrong_portal", "auth[domain] is not the configured portal")
+    if portal.member_id and auth.member_id and not hmac.compare_digest(auth.member_id, portal.member_id):
+        raise Rejection(403, "wrong_portal", "auth[member_id] is not the configured portal")
+
+
+def to_event(payload: dict[str, Any]) -> TaskEvent | IgnoredEvent:
+    try:
+        return parse_event(payload)
+    except MalformedEvent as exc:
+        raise Rejection(400, "malformed", str(exc)) from None

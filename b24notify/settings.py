@@ -1,0 +1,228 @@
+"""One settings object, built at the edge (CLI / app factory) from the environment and an optional
+env file, then passed down. Nothing here reads the environment at import time.
+
+The variable names are the operator interface (README "Configuration"): keep them stable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>\d+)/(?P<code>[^/]+)/?$")
+DIALOG_ID = re.compile(r"^(chat\d+|sg\d+|\d+)$")
+EMAIL_ADDRESS = re.compile(r"^[^@\s,<>\"]+@[^@\s,<>\"]+$")
+NOTIFIABLE_KINDS = ("new", "closed", "edited", "removed")
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid. The message names the variable and never its value."""
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """The incoming-webhook base URL, split. ``code`` is a secret: never log ``base_url``."""
+
+    base_url: str  # "https://acme.bitrix24.com/rest/1/abc/" (always ends with "/")
+    scheme: str
+    host: str
+    netloc: str  # host[:port], what the portal sends as auth[domain]
+    user_id: int
+    code: str
+
+    @property
+    def portal_url(self) -> str:
+        return f"{self.scheme}://{self.netloc}"
+
+    @property
+    def redacted(self) -> str:
+        return f"{self.portal_url}/rest/{self.user_id}/***/"
+
+
+def parse_webhook_url(url: str) -> Webhook:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must look like https://PORTAL/rest/USER_ID/CODE/")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (http is accepted only for loopback hosts)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not carry a query, fragment or user info")
+    match = WEBHOOK_PATH.match(parts.path)
+    if not match:
+        raise ValueError("path must be /rest/USER_ID/CODE/")
+    base = f"{parts.scheme}://{parts.netloc}/rest/{match['user']}/{match['code']}/"
+    return Webhook(base, parts.scheme, parts.hostname.lower(), parts.netloc.lower(),
+                   int(match["user"]), match["code"])
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_file_encoding="utf-8")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    b24_webhook_url: SecretStr | None = None
+    b24_application_token: SecretStr | None = None
+    b24_member_id: str | None = None
+    notify_chat: str | None = None
+    notify_email: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    smtp_url: SecretStr | None = None
+    email_from: str | None = None
+    notify_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["new", "closed"])
+
+    b24notify_key_prefix: str = "b24n"
+    b24notify_queue: str = "b24notify"
+    b24notify_debounce_seconds: float = Field(default=1.0, ge=0, le=60)
+    b24notify_lease_seconds: float = Field(default=120.0, ge=5, le=3600)
+    b24notify_poll_seconds: float = Field(default=0.1, gt=0, le=5)
+    b24notify_sync_batch: int = Field(default=10, ge=1, le=50)
+    b24notify_delivery_batch: int = Field(default=10, ge=1, le=100)
+    b24notify_task_cache_seconds: int = Field(default=60, ge=0)
+    b24notify_user_cache_seconds: int = Field(default=3600, ge=0)
+    b24notify_delivery_retry_seconds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [10.0, 60.0, 300.0, 1800.0, 7200.0]
+    )
+    b24notify_rest_timeout_seconds: float = Field(default=20.0, gt=0, le=60)
+    b24notify_log_level: str = "INFO"
+
+    @field_validator("notify_email", "notify_kinds", "b24notify_delivery_retry_seconds", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("b24_webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            parse_webhook_url(value.get_secret_value())
+            return value
+        return None
+
+    @field_validator("notify_chat")
+    @classmethod
+    def _dialog(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not DIALOG_ID.match(value.strip()):
+            raise ValueError("must be a DIALOG_ID: chatNNN, sgNNN or a user id")
+        return value.strip()
+
+    @field_validator("notify_email")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not EMAIL_ADDRESS.match(address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() and not EMAIL_ADDRESS.match(value.strip()):
+            raise ValueError("is not an e-mail address")
+        return value.strip() if value and value.strip() else None
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        from b24notify.channels.email import SmtpConfig
+
+        SmtpConfig.from_url(value.get_secret_value())
+        return value
+
+    @field_validator("notify_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            if kind not in NOTIFIABLE_KINDS:
+                raise ValueError(f"{kind!r} is not one of {', '.join(NOTIFIABLE_KINDS)}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    # -- derived views ---------------------------------------------------------------------------
+
+    @property
+    def webhook(self) -> Webhook:
+        if self.b24_webhook_url is None:
+            raise ConfigError("B24_WEBHOOK_URL: is not set")
+        return parse_webhook_url(self.b24_webhook_url.get_secret_value())
+
+    @property
+    def portal(self) -> str:
+        """The portal's id in our Redis keys and logs: the host[:port] of the webhook URL."""
+        return self.webhook.netloc
+
+    def require_portal(self) -> None:
+        """What both web and worker need: a portal and the outgoing webhook's token."""
+        if self.b24_webhook_url is None:
+            raise ConfigError("B24_WEBHOOK_URL: is not set (https://PORTAL/rest/USER_ID/CODE/)")
+        if self.b24_application_token is None or not self.b24_application_token.get_secret_value():
+            raise ConfigError("B24_APPLICATION_TOKEN: is not set (the outgoing webhook's token)")
+
+    def require_channels(self) -> None:
+        """What a worker needs on top: at least one channel, fully configured."""
+        self.require_portal()
+        if not self.notify_chat and not self.notify_email:
+            raise ConfigError("NOTIFY_CHAT / NOTIFY_EMAIL: set at least one of them")
+        if self.notify_email:
+            if self.smtp_url is None:
+                raise ConfigError("SMTP_URL: is required when NOTIFY_EMAIL is set")
+            if self.email_from is None:
+                raise ConfigError("EMAIL_FROM: is required when NOTIFY_EMAIL is set")
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        names = []
+        if self.notify_chat:
+            names.append("chat")
+        if self.notify_email:
+            names.append("email")
+        return tuple(names)
+
+
+def load_settings(env_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from the environment (and ``env_file`` when given), or raise ConfigError
+    with one line that names the variable and what is wrong, never the value."""
+    try:
+        kwargs: dict[str, Any] = dict(overrides or {})
+        if env_file is not None:
+            kwargs["_env_file"] = str(env_file)
+        return Settings(**kwargs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "config"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None
+    except SettingsError as exc:
+        reason = str(exc).split(" from source")[0].replace("error parsing value for field", "cannot read")
+        raise ConfigError(reason) from None

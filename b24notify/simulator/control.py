@@ -1,0 +1,152 @@
+"""The ``/_sim/`` control API: what tests and operators use to look inside the simulator and steer it.
+
+Plain JSON with snake_case keys (this is our API, not the portal's). No webhook check, no bucket,
+no faults: it must keep working while the REST side is being made to fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from b24notify.simulator.config import InvalidConfig
+from b24notify.simulator.faults import FaultRule, InvalidFaultRule
+from b24notify.simulator.simulation import Simulation
+
+MAX_WAIT_SECONDS = 60.0
+
+
+class BadControlRequest(ValueError):
+    pass
+
+
+def plain(record: Any) -> dict[str, Any]:
+    """A dataclass as JSON-ready data, dates as ISO 8601."""
+    return {
+        key: value.isoformat(timespec="seconds") if isinstance(value, datetime) else
+        list(value) if isinstance(value, tuple) else value
+        for key, value in dataclasses.asdict(record).items()
+    }
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise BadControlRequest("body is not valid JSON") from None
+
+
+def _bad(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+class ControlApi:
+    def __init__(self, simulation: Simulation) -> None:
+        self.simulation = simulation
+
+    async def messages(self, request: Request) -> JSONResponse:
+        return JSONResponse({"messages": [plain(m) for m in self.simulation.portal.messages]})
+
+    async def notifications(self, request: Request) -> JSONResponse:
+        return JSONResponse({"notifications": [plain(n) for n in self.simulation.portal.notifications]})
+
+    async def calls(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.simulation.calls.to_json(request.query_params.get("method")))
+
+    async def events(self, request: Request) -> JSONResponse:
+        events = self.simulation.events
+        return JSONResponse({"events": [d.to_json() for d in events.deliveries], "pending": events.pending})
+
+    async def wait_events(self, request: Request) -> JSONResponse:
+        """Block until the outbound queue is empty (``{"timeout": seconds}``, default 5)."""
+        try:
+            body = await _json_body(request)
+            timeout = min(MAX_WAIT_SECONDS, float(body.get("timeout", 5.0)))
+        except (BadControlRequest, AttributeError, TypeError, ValueError) as exc:
+            return _bad(f"expected {{\"timeout\": seconds}}: {exc}")
+        idle = await self.simulation.events.wait_idle(timeout)
+        return JSONResponse({"idle": idle, "pending": self.simulation.events.pending})
+
+    async def faults(self, request: Request) -> JSONResponse:
+        plan = self.simulation.faults
+        if request.method == "DELETE":
+            plan.clear()
+        elif request.method == "POST":
+            try:
+                body = await _json_body(request)
+                raw_rules = body.get("rules", [body]) if isinstance(body, dict) else body
+                rules = [FaultRule.from_json(raw) for raw in raw_rules]
+            except (BadControlRequest, InvalidFaultRule, AttributeError, TypeError) as exc:
+                return _bad(str(exc))
+            for rule in rules:
+                plan.add(rule)
+        return JSONResponse({"rules": [rule.to_json() for rule in plan.rules]})
+
+    async def config(self, request: Request) -> JSONResponse:
+        if request.method == "POST":
+            try:
+                body = await _json_body(request)
+                if not isinstance(body, dict):
+                    raise BadControlRequest("expected a JSON object of config fields")
+                self.simulation.reconfigure(body)
+            except (BadControlRequest, InvalidConfig) as exc:
+                return _bad(str(exc))
+        return JSONResponse(self.simulation.config.to_json())
+
+    async def state(self, request: Request) -> JSONResponse:
+        portal = self.simulation.portal
+        return JSONResponse({
+            "new_card": portal.new_card,
+            "tasks": [plain(t) for t in sorted(portal.tasks.values(), key=lambda t: t.id)],
+            "comments": [plain(c) for c in sorted(portal.comments.values(), key=lambda c: c.id)],
+            "results": [plain(r) for r in sorted(portal.results.values(), key=lambda r: r.id)],
+            "users": [plain(u) for u in sorted(portal.users.values(), key=lambda u: u.id)],
+        })
+
+    async def users(self, request: Request) -> JSONResponse:
+        portal = self.simulation.portal
+        if request.method == "GET":
+            return JSONResponse({"users": [plain(u) for u in portal.users.values()]})
+        try:
+            body = await _json_body(request)
+            if not isinstance(body, dict) or not str(body.get("name") or "").strip():
+                raise BadControlRequest("a user needs at least a name")
+            user = portal.add_user(
+                str(body["name"]),
+                str(body.get("last_name") or ""),
+                str(body.get("email") or ""),
+                active=bool(body.get("active", True)),
+                user_id=None if body.get("id") is None else int(body["id"]),
+            )
+        except (BadControlRequest, TypeError, ValueError) as exc:
+            return _bad(str(exc))
+        return JSONResponse(plain(user), status_code=201)
+
+    async def reset(self, request: Request) -> JSONResponse:
+        self.simulation.reset()
+        return JSONResponse({"ok": True})
+
+
+def control_routes(simulation: Simulation) -> list[Route]:
+    api = ControlApi(simulation)
+    return [
+        Route("/messages", api.messages, methods=["GET"]),
+        Route("/notifications", api.notifications, methods=["GET"]),
+        Route("/calls", api.calls, methods=["GET"]),
+        Route("/events", api.events, methods=["GET"]),
+        Route("/events/wait", api.wait_events, methods=["POST"]),
+        Route("/faults", api.faults, methods=["GET", "POST", "DELETE"]),
+        Route("/config", api.config, methods=["GET", "POST"]),
+        Route("/state", api.state, methods=["GET"]),
+        Route("/users", api.users, methods=["GET", "POST"]),
+        Route("/reset", api.reset, methods=["POST"]),
+    ]

@@ -1,0 +1,63 @@
+"""A small sync client for a running simulator's ``/_sim/`` control API, for tests and scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+
+class SimulatorControl:
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/") + "/_sim/", timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, **query: str) -> Any:
+        response = self._http.get(path, params=query)
+        response.raise_for_status()
+        return response.json()
+
+    def _send(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._http.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self._get("messages")["messages"])
+
+    def notifications(self) -> list[dict[str, Any]]:
+        return list(self._get("notifications")["notifications"])
+
+    def calls(self, method: str | None = None) -> dict[str, Any]:
+        """``{"calls": [...], "counts": {"by_method", "by_status", "by_error"}}``"""
+        return dict(self._get("calls", **({"method": method} if method else {})))
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._get("events")["events"])
+
+    def wait_events(self, timeout: float = 5.0) -> bool:
+        """True once every queued event has been delivered (or failed)."""
+        return bool(self._send("POST", "events/wait", {"timeout": timeout})["idle"])
+
+    def add_faults(self, *rules: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(self._send("POST", "faults", {"rules": list(rules)})["rules"])
+
+    def clear_faults(self) -> None:
+        self._send("DELETE", "faults")
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        return dict(self._send("POST", "config", changes))
+
+    def state(self) -> dict[str, Any]:
+        return dict(self._get("state"))
+
+    def add_user(self, name: str, last_name: str = "", email: str = "", *, user_id: int | None = None,
+                 active: bool = True) -> dict[str, Any]:
+        body = {"name": name, "last_name": last_name, "email": email, "active": active, "id": user_id}
+        return dict(self._send("POST", "users", body))
+
+    def reset(self) -> None:
+        self._send("POST", "reset")

@@ -1,0 +1,393 @@
+"""The REST methods the simulated portal answers, over one ``Portal``.
+
+Each method takes the request's params (JSON types, or strings from a form/query) and returns an
+``Answer`` or raises ``RestError``. Methods decide which event the portal announces: results have
+no events of their own, and pinning a comment through REST fires none (PROTOCOL.md §2, §3).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from b24notify.simulator import events
+from b24notify.simulator.errors import RestError
+from b24notify.simulator.params import (
+    Params,
+    as_int,
+    as_list,
+    as_mapping,
+    flag,
+    int_field,
+    param,
+    required_int,
+)
+from b24notify.simulator.portal import (
+    KNOWN_STATUSES,
+    CommentNotFound,
+    Portal,
+    ResultAlreadyExists,
+    Task,
+    TaskNotFound,
+    User,
+    iso,
+)
+from b24notify.simulator.taskfilter import task_filters
+
+PAGE_SIZE = 50  # "The page size is always static — 50 records" (§4)
+DIALOG_ID = re.compile(r"^(chat\d+|sg\d+|\d+)$")
+
+Emit = Callable[[events.PortalEvent], None]
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: Any
+    total: int | None = None
+    next: int | None = None
+
+
+# -- views ------------------------------------------------------------------------------------------
+
+# select name -> response key (§4 table)
+_TASK_SELECT = {
+    "ID": "id", "TITLE": "title", "RESPONSIBLE_ID": "responsibleId", "CREATED_BY": "createdBy",
+    "GROUP_ID": "groupId", "STATUS": "status", "CHANGED_DATE": "changedDate",
+    "CREATED_DATE": "createdDate", "CLOSED_DATE": "closedDate", "CHAT_ID": "chatId",
+}
+
+
+def _user_brief(user: User | None, user_id: int) -> dict[str, str]:
+    name = f"{user.name} {user.last_name}".strip() if user else ""
+    return {"id": str(user_id), "name": name, "link": f"/company/personal/user/{user_id}/",
+            "icon": "", "workPosition": ""}
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {"ID": str(user.id), "ACTIVE": user.active, "NAME": user.name, "LAST_NAME": user.last_name,
+            "SECOND_NAME": "", "EMAIL": user.email, "WORK_POSITION": ""}
+
+
+class PortalMethods:
+    """The method table. ``caller_id`` is the webhook's user: the one the portal acts as."""
+
+    def __init__(self, portal: Portal, emit: Emit, *, caller_id: int) -> None:
+        self.portal = portal
+        self._emit = emit
+        self.caller_id = caller_id
+        self._table: dict[str, tuple[str, Callable[[Params], Answer]]] = {
+            name.lower(): (name, handler) for name, handler in (
+                ("tasks.task.add", self.task_add),
+                ("tasks.task.update", self.task_update),
+                ("tasks.task.complete", self.task_complete),
+                ("tasks.task.renew", self.task_renew),
+                ("tasks.task.delete", self.task_delete),
+                ("tasks.task.get", self.task_get),
+                ("tasks.task.list", self.task_list),
+                ("task.commentitem.add", self.comment_add),
+                ("task.commentitem.update", self.comment_update),
+                ("task.commentitem.delete", self.comment_delete),
+                ("tasks.task.result.addFromComment", self.result_add_from_comment),
+                ("tasks.task.result.deleteFromComment", self.result_delete_from_comment),
+                ("tasks.task.result.list", self.result_list),
+                ("user.get", self.user_get),
+                ("im.message.add", self.message_add),
+                ("im.notify.system.add", self.notify_system_add),
+            )
+        }
+
+    def canonical(self, method: str) -> str:
+        """The method's documented spelling (names are case-insensitive); unknown names lower-cased."""
+        name = method.lower().removesuffix(".json")
+        known = self._table.get(name)
+        return known[0] if known else name
+
+    def call(self, method: str, params: Params) -> Answer:
+        known = self._table.get(method.lower())
+        if known is None:
+            raise RestError("ERROR_METHOD_NOT_FOUND")
+        return known[1](params)
+
+    def task_id_of(self, params: Params) -> int | None:
+        """The task a call is about, for fault rules with ``task_id``."""
+        for name in ("taskId", "TASK_ID", "0"):
+            task_id = as_int(param(params, name))
+            if task_id is not None:
+                return task_id
+        comment_id = as_int(param(params, "commentId"))
+        comment = self.portal.comments.get(comment_id) if comment_id is not None else None
+        return comment.task_id if comment else None
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def _task(self, params: Params) -> Task:
+        """The task named by ``taskId`` for the tasks.task.* controllers: "0" when it is missing."""
+        task_id = required_int(params, "taskId")
+        try:
+            return self.portal.task(task_id)
+        except TaskNotFound:
+            raise RestError("0", "Access denied.") from None
+
+    def task_view(self, task: Task, select: list[str] | None = None, *, result_info: bool = False) -> dict[str, Any]:
+        """A task as tasks.task.get/list show it: camelCase keys, values as strings (§4)."""
+        users = self.portal.users
+        full: dict[str, Any] = {
+            "id": str(task.id),
+            "title": task.title,
+            "responsibleId": str(task.responsible_id),
+            "createdBy": str(task.created_by),
+            "groupId": str(task.group_id),
+            "status": str(task.status),
+            "changedDate": iso(task.changed_date),
+            "createdDate": iso(task.created_date),
+            "closedDate": iso(task.closed_date) if task.closed_date else None,
+            "chatId": str(task.chat_id),
+            "creator": _user_brief(users.get(task.created_by), task.created_by),
+            "responsible": _user_brief(users.get(task.responsible_id), task.responsible_id),
+        }
+        wanted = [s.upper() for s in select or []]
+        if wanted and "*" not in wanted:
+            keys = {"id"} | {_TASK_SELECT[s] for s in wanted if s in _TASK_SELECT}
+            keys |= {"creator"} if "createdBy" in keys else set()
+            keys |= {"responsible"} if "responsibleId" in keys else set()
+            full = {key: value for key, value in full.items() if key in keys}
+        if result_info:
+            results = self.portal.task_results(task.id)
+            full["taskRequireResult"] = "N"
+            full["taskHasResult"] = "Y" if results else "N"
+            # Only the latest result (MAX(ID)) decides "has open result" (§3 "Cheap change detection").
+            full["taskHasOpenResult"] = "Y" if results and results[0].is_open else "N"
+        return full
+
+    def task_add(self, params: Params) -> Answer:
+        fields = as_mapping(param(params, "fields"))
+        title = str(param(fields, "TITLE") or "").strip()
+        if not title:
+            raise RestError("ERROR_CORE", "Task title is not specified")
+        status = int_field(fields, "STATUS", 2)
+        if status not in KNOWN_STATUSES:
+            raise RestError("ERROR_CORE", f"Unknown task status {status}")
+        task = self.portal.add_task(
+            title,
+            responsible_id=int_field(fields, "RESPONSIBLE_ID", self.caller_id),
+            created_by=int_field(fields, "CREATED_BY", self.caller_id),
+            group_id=int_field(fields, "GROUP_ID", 0),
+            status=status,
+        )
+        self._emit(events.task_added(task.id))
+        return Answer({"task": self.task_view(task)})
+
+    def task_update(self, params: Params) -> Answer:
+        task = self._task(params)
+        fields = as_mapping(param(params, "fields"))
+        status = int_field(fields, "STATUS", task.status)
+        if status not in KNOWN_STATUSES:
+            raise RestError("ERROR_CORE", f"Unknown task status {status}")
+        title = param(fields, "TITLE")
+        self.portal.update_task(
+            task.id,
+            title=None if title is None else str(title),
+            status=status,
+            responsible_id=int_field(fields, "RESPONSIBLE_ID", task.responsible_id),
+            group_id=int_field(fields, "GROUP_ID", task.group_id),
+        )
+        return self._updated(task)
+
+    def task_complete(self, params: Params) -> Answer:
+        task = self._task(params)
+        self.portal.complete_task(task.id)
+        return self._updated(task)
+
+    def task_renew(self, params: Params) -> Answer:
+        task = self._task(params)
+        self.portal.renew_task(task.id)
+        return self._updated(task)
+
+    def _updated(self, task: Task) -> Answer:
+        # OnTaskUpdate fires for every update and status change; results were closed in the same
+        # hit before the event leaves (§2 "Closing results").
+        self._emit(events.task_updated(task.id))
+        return Answer({"task": self.task_view(task)})
+
+    def task_delete(self, params: Params) -> Answer:
+        task = self._task(params)
+        self.portal.delete_task(task.id)
+        self._emit(events.task_deleted(task.id))
+        return Answer({"task": True})
+
+    def task_get(self, params: Params) -> Answer:
+        raw_id = param(params, "taskId")
+        if raw_id is None or raw_id == "":
+            raise RestError("100", "CTaskItem All parameters in the constructor must have real class type "
+                                   "(internal error)")
+        task_id = as_int(raw_id)
+        if task_id is None or task_id <= 0:
+            raise RestError("0", "wrong task id")
+        task = self.portal.tasks.get(task_id)
+        if task is None:
+            return Answer([])  # a missing or hidden task is an empty array, not an error (§4)
+        extra = as_mapping(param(params, "params"))
+        return Answer({"task": self.task_view(task, as_list(param(params, "select")),
+                                              result_info="WITH_RESULT_INFO" in extra)})
+
+    def task_list(self, params: Params) -> Answer:
+        filters = task_filters(as_mapping(param(params, "filter")))
+        tasks = [t for t in self.portal.tasks.values() if all(f(t) for f in filters)]
+        order = {str(k).upper(): str(v).lower() for k, v in as_mapping(param(params, "order")).items()}
+        tasks.sort(key=lambda t: t.id, reverse=order.get("ID") == "desc")
+        select = as_list(param(params, "select"))
+        extra = as_mapping(param(params, "params"))
+        start_value = as_int(param(params, "start")) or 0
+        count_total = start_value != -1  # start=-1 turns the total off (§4)
+        start = max(0, start_value)
+        page = tasks[start:start + PAGE_SIZE]
+        views = [self.task_view(t, select, result_info="WITH_RESULT_INFO" in extra) for t in page]
+        more = start + PAGE_SIZE < len(tasks)
+        return Answer({"tasks": views}, total=len(tasks) if count_total else None,
+                      next=start + PAGE_SIZE if more else None)
+
+    # -- comments ---------------------------------------------------------------------------------
+
+    def _comment_task(self, params: Params) -> Task:
+        task_id = as_int(param(params, "TASKID", param(params, "0")))
+        task = self.portal.tasks.get(task_id) if task_id is not None else None
+        if task is None:
+            raise RestError("ERROR_CORE", "Task not found or not accessible")
+        return task
+
+    def comment_add(self, params: Params) -> Answer:
+        task = self._comment_task(params)
+        fields = as_mapping(param(params, "FIELDS", param(params, "1")))
+        message = str(param(fields, "POST_MESSAGE") or "")
+        if not message.strip():
+            raise RestError("ERROR_CORE", "Comment text is empty")
+        # Disk attachments arrive as "n1055" (a file id with the disk prefix).
+        files = [int(str(f).lstrip("n")) for f in as_list(param(fields, "UF_FORUM_MESSAGE_DOC"))
+                 if str(f).lstrip("n").isdigit()]
+        comment, _ = self.portal.add_comment(
+            task.id,
+            author_id=int_field(fields, "AUTHOR_ID", self.caller_id),
+            message=message,
+            as_result=flag(param(fields, "AS_RESULT")),  # simulator extension: the UI's "result" box
+            files=files,
+        )
+        self._emit(events.comment_added(task.id, comment.id,
+                                        message_id=comment.message_id if self.portal.new_card else None))
+        return Answer(comment.id)
+
+    def _comment_of(self, params: Params) -> tuple[Task, int]:
+        task = self._comment_task(params)
+        comment_id = as_int(param(params, "ITEMID", param(params, "1")))
+        if comment_id is None or comment_id not in self.portal.comments:
+            raise RestError("ERROR_CORE", "Comment not found")
+        return task, comment_id
+
+    def comment_update(self, params: Params) -> Answer:
+        task, comment_id = self._comment_of(params)
+        fields = as_mapping(param(params, "FIELDS", param(params, "2")))
+        message = str(param(fields, "POST_MESSAGE") or "")
+        if not message.strip():
+            raise RestError("ERROR_CORE", "Comment text is empty")
+        try:
+            self.portal.update_comment(task.id, comment_id, message)
+        except CommentNotFound:
+            raise RestError("ERROR_CORE", "Comment not found") from None
+        if not self.portal.new_card:  # the new card fires no update/delete events (§2)
+            self._emit(events.comment_updated(task.id, comment_id))
+        return Answer(True)
+
+    def comment_delete(self, params: Params) -> Answer:
+        task, comment_id = self._comment_of(params)
+        try:
+            self.portal.delete_comment(task.id, comment_id)
+        except CommentNotFound:
+            raise RestError("ERROR_CORE", "Comment not found") from None
+        if not self.portal.new_card:
+            self._emit(events.comment_deleted(task.id, comment_id))
+        return Answer(True)
+
+    # -- results (no events: PROTOCOL.md §2 "A result can appear with no event at all") ----------
+
+    def result_add_from_comment(self, params: Params) -> Answer:
+        comment_id = required_int(params, "commentId")
+        try:
+            result = self.portal.pin_comment(comment_id, by_user=self.caller_id)
+        except CommentNotFound:
+            raise RestError("0", "Comment not found.") from None
+        except ResultAlreadyExists:
+            raise RestError("0", "Result already exists.") from None
+        return Answer(result.to_rest(files_as_null=True))
+
+    def result_delete_from_comment(self, params: Params) -> Answer:
+        comment_id = required_int(params, "commentId")
+        if comment_id not in self.portal.comments:
+            raise RestError("0", "Comment not found.")
+        self.portal.unpin_comment(comment_id)
+        return Answer(None)
+
+    def result_list(self, params: Params) -> Answer:
+        # The doc's type-error text really names {commentId} here (§3).
+        task_id = required_int(params, "taskId", error_name="commentId")
+        if task_id == 0:
+            raise RestError("0", "Task not found.")
+        try:
+            rows = self.portal.task_results(task_id)
+        except TaskNotFound:
+            raise RestError("0", "Access denied.") from None
+        return Answer([row.to_rest() for row in rows])
+
+    # -- users, chat, notifications ---------------------------------------------------------------
+
+    def user_get(self, params: Params) -> Answer:
+        conditions = dict(as_mapping(param(params, "FILTER")))
+        for key in ("ID", "ACTIVE", "EMAIL"):
+            if param(params, key) is not None:
+                conditions[key] = param(params, key)
+        users = sorted(self.portal.users.values(), key=lambda u: u.id)
+        ids = {as_int(v) for v in as_list(param(conditions, "ID"))}
+        if ids:
+            users = [u for u in users if u.id in ids]
+        if param(conditions, "ACTIVE") is not None:
+            users = [u for u in users if u.active == flag(param(conditions, "ACTIVE"))]
+        if param(conditions, "EMAIL"):
+            users = [u for u in users if u.email == str(param(conditions, "EMAIL"))]
+        start = max(0, as_int(param(params, "start")) or 0)
+        page = users[start:start + PAGE_SIZE]
+        more = start + PAGE_SIZE < len(users)
+        return Answer([user_view(u) for u in page], total=len(users), next=start + PAGE_SIZE if more else None)
+
+    def message_add(self, params: Params) -> Answer:
+        dialog_id = str(param(params, "DIALOG_ID") or "").strip()
+        if not DIALOG_ID.match(dialog_id):
+            raise RestError("CHAT_ID", "Chat ID can't be empty or is not valid")
+        message = str(param(params, "MESSAGE") or "").strip()
+        attach = param(params, "ATTACH")
+        if not message and not attach:
+            raise RestError("MESSAGE_EMPTY", "Message can't be empty")
+        posted = self.portal.post_message(
+            dialog_id, message,
+            author_id=self.caller_id,
+            attach=attach,
+            keyboard=param(params, "KEYBOARD"),
+            url_preview=str(param(params, "URL_PREVIEW", "Y")).upper() != "N",
+            system=flag(param(params, "SYSTEM")),
+        )
+        return Answer(posted.id)
+
+    def notify_system_add(self, params: Params) -> Answer:
+        user_id = as_int(param(params, "USER_ID"))
+        if user_id is None or user_id <= 0:
+            raise RestError("USER_ID_EMPTY", "Recipient user ID can't be empty")
+        message = str(param(params, "MESSAGE") or "").strip()
+        if not message:
+            raise RestError("MESSAGE_EMPTY", "Message can't be empty")
+        notification = self.portal.notify(
+            user_id, message,
+            author_id=self.caller_id,
+            message_out=str(param(params, "MESSAGE_OUT") or ""),
+            tag=str(param(params, "TAG") or ""),
+            sub_tag=str(param(params, "SUB_TAG") or ""),
+        )
+        return Answer(notification.id)

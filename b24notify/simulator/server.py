@@ -1,0 +1,158 @@
+"""Serving the simulator with uvicorn: in a background thread for tests (``RunningSimulator``) or in
+the foreground for the CLI (``serve_forever``).
+
+The port is bound before the app is built, so the app knows its own ``host:port`` — what it sends
+as ``auth[domain]`` in events — even when the config asked for port 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import replace
+from types import TracebackType
+
+import uvicorn
+
+from b24notify.simulator.activity import run_activity
+from b24notify.simulator.app import create_app
+from b24notify.simulator.config import SimulatorConfig
+from b24notify.simulator.control_client import SimulatorControl
+from b24notify.simulator.dispatch import ConnectionDropped
+
+__all__ = ["RunningSimulator", "SimulatorConfig", "serve_forever"]
+
+log = logging.getLogger(__name__)
+
+
+class _HideDroppedConnections(logging.Filter):
+    """uvicorn logs the exception a drop fault raises on purpose as an application error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
+
+
+def _quiet_drop_faults() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _HideDroppedConnections) for f in logger.filters):
+        logger.addFilter(_HideDroppedConnections())
+
+
+def _bind(config: SimulatorConfig) -> tuple[socket.socket, SimulatorConfig]:
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+    # socket says TCP, and without it every keep-alive answer stalls ~40 ms on delayed ACKs.
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(128)  # connections made before uvicorn starts wait in the backlog
+    return sock, replace(config, port=sock.getsockname()[1])
+
+
+def _server(config: SimulatorConfig, log_level: str) -> uvicorn.Server:
+    _quiet_drop_faults()
+    return uvicorn.Server(uvicorn.Config(
+        create_app(config),
+        log_config=None,  # leave the process's logging alone
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        http="h11",
+        loop="asyncio",
+        timeout_graceful_shutdown=2,
+    ))
+
+
+class RunningSimulator:
+    """``with RunningSimulator(config) as sim:`` serves the simulator on loopback until the block ends."""
+
+    def __init__(self, config: SimulatorConfig | None = None, *, startup_timeout: float = 10.0) -> None:
+        self.config = config or SimulatorConfig()
+        self._startup_timeout = startup_timeout
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._control: SimulatorControl | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.domain}"
+
+    @property
+    def domain(self) -> str:
+        """host:port, what events carry as ``auth[domain]``."""
+        return self.config.portal_domain
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_url}/rest/{self.config.webhook_user_id}/{self.config.webhook_code}/"
+
+    @property
+    def control(self) -> SimulatorControl:
+        if self._control is None:
+            self._control = SimulatorControl(self.base_url)
+        return self._control
+
+    def start(self) -> None:
+        self._socket, self.config = _bind(self.config)
+        self._server = _server(self.config, "warning")
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="b24notify-simulator", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> RunningSimulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def serve_forever(config: SimulatorConfig, *, activity_interval: float | None = None) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM). With ``activity_interval``, also play the demo
+    activity (``activity.run_activity``) against the simulator every that many seconds."""
+    sock, config = _bind(config)
+    server = _server(config, "info")
+    base = f"http://{config.portal_domain}"
+    webhook_url = f"{base}/rest/{config.webhook_user_id}/{config.webhook_code}/"
+    # The simulator's webhook code is a fixed test value, not a secret: print it for the operator.
+    log.info("event=sim.ready webhook_url=%s control=%s/_sim/ handler=%s", webhook_url, base,
+             config.handler_url or "-")
+    stop = threading.Event()
+    activity: threading.Thread | None = None
+    if activity_interval is not None:
+        activity = threading.Thread(target=run_activity, args=(webhook_url, stop, activity_interval),
+                                    kwargs={"rng_seed": config.seed}, name="b24notify-sim-activity", daemon=True)
+        activity.start()
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises the Ctrl-C it handled once it has shut down; for us that is a clean stop.
+        log.info("event=sim.stopped")
+    finally:
+        stop.set()
+        if activity is not None:
+            activity.join(timeout=10)
+        sock.close()

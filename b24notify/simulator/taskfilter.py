@@ -1,0 +1,80 @@
+"""The ``filter`` of ``tasks.task.list`` (PROTOCOL.md §4): ``ID``, ``STATUS``, ``CHANGED_DATE``… with
+the prefixes ``!``, ``<``, ``<=``, ``>``, ``>=``. Dates go through ``strtotime()`` on the portal, so ISO
+8601 with an offset works; a date without one is taken as UTC here."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from b24notify.simulator.errors import RestError
+from b24notify.simulator.params import as_int, as_list
+from b24notify.simulator.portal import Task
+
+_ORDERING = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+_FILTER_KEY = re.compile(r"^(>=|<=|!=|!|>|<|=)?([A-Z_]+)$")
+_INT_FIELDS: dict[str, Callable[[Task], int]] = {
+    "ID": lambda t: t.id,
+    "STATUS": lambda t: t.status,
+    "REAL_STATUS": lambda t: t.status,
+    "GROUP_ID": lambda t: t.group_id,
+    "RESPONSIBLE_ID": lambda t: t.responsible_id,
+    "CREATED_BY": lambda t: t.created_by,
+}
+_DATE_FIELDS: dict[str, Callable[[Task], datetime | None]] = {
+    "CHANGED_DATE": lambda t: t.changed_date,
+    "CREATED_DATE": lambda t: t.created_date,
+    "CLOSED_DATE": lambda t: t.closed_date,
+}
+
+
+def _parse_date(value: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise RestError("ERROR_ARGUMENT", f"Invalid date {value}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if op in ("", "="):
+        return bool(left == right)
+    if op in ("!", "!="):
+        return bool(left != right)
+    if left is None or right is None:
+        return False
+    return bool(_ORDERING[op](left, right))
+
+
+def task_filters(raw: Mapping[str, Any]) -> list[Callable[[Task], bool]]:
+    """Filters of tasks.task.list: ``ID``, ``STATUS``, ``CHANGED_DATE``… with ``!``, ``<``, ``<=``,
+    ``>``, ``>=``; a list value means "one of" (or "none of" with ``!``). Unknown fields are ignored."""
+    filters: list[Callable[[Task], bool]] = []
+    for key, value in raw.items():
+        match = _FILTER_KEY.match(str(key).upper())
+        if not match:
+            continue
+        op, name = match[1] or "", match[2]
+        getter: Callable[[Task], Any]
+        values: list[Any]
+        if name in _INT_FIELDS:
+            getter = _INT_FIELDS[name]
+            values = [as_int(v) for v in as_list(value)]
+        elif name in _DATE_FIELDS:
+            getter = _DATE_FIELDS[name]
+            values = [_parse_date(v) for v in as_list(value)]
+        else:
+            continue
+        filters.append(_one_filter(getter, op, values))
+    return filters
+
+
+def _one_filter(getter: Callable[[Task], Any], op: str, values: list[Any]) -> Callable[[Task], bool]:
+    if len(values) != 1 and op in ("", "=", "!", "!="):
+        negate = op in ("!", "!=")
+        return lambda task: (getter(task) in values) != negate
+    target = values[0] if values else None
+    return lambda task: _compare(op, getter(task), target)

@@ -1,0 +1,1 @@
+"""The worker side: RQ jobs that sync tasks and deliver notifications, and the dispatcher."""

@@ -1,0 +1,41 @@
+"""``b24notify sync --task ID``: one task, now, in this process, with the diff printed."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from b24notify.keys import delivery_id, task_member
+from b24notify.settings import Settings
+from b24notify.workers.context import build_context
+from b24notify.workers.deliver import deliver
+from b24notify.workers.sync import TaskSync
+
+
+def sync_now(settings: Settings, task_id: int, *, send: bool = True) -> int:
+    redis = Redis.from_url(settings.redis_url)
+    ctx = build_context(settings, redis)
+    try:
+        member = task_member(ctx.portal, task_id)
+        ctx.tasks.schedule(member, at=0)
+        claims = ctx.tasks.claim(1, ctx.settings.b24notify_lease_seconds, only=member)
+        if not claims:
+            print(f"task {task_id}: a worker is syncing it right now; it will run again after that")
+            return 1
+        outcome = TaskSync(ctx).run(claims[0])
+        print(f"task {task_id}: {outcome.status}{' (' + outcome.detail + ')' if outcome.detail else ''}")
+        if outcome.diff is not None:
+            for result_id in outcome.diff.baseline:
+                print(f"  baseline  result {result_id}")
+            for change in outcome.diff.changes:
+                print(f"  {change.kind.value:<9} result {change.result_id}")
+            if not outcome.diff.changes and not outcome.diff.baseline:
+                print("  no changes")
+        if send:
+            for alert in outcome.alerts:
+                for channel in ctx.channels:
+                    did = delivery_id(alert.key, channel)
+                    for claim in ctx.deliveries.claim(1, ctx.settings.b24notify_lease_seconds, only=did):
+                        print(f"  {channel:<9} {deliver(ctx, claim).status}")
+        return 0 if outcome.status in ("synced", "dropped") else 1
+    finally:
+        ctx.close()

@@ -1,0 +1,185 @@
+"""Sync one task: fetch its results, diff against stored state, commit state and outbox together.
+
+Sending happens later, in delivery jobs that read the outbox: a crash after the commit loses
+nothing, and a crash before it leaves the state untouched so the next run finds the same diff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+
+from b24notify.alerts import Alert
+from b24notify.diff import ChangeKind, ResultDiff, StoredResult, diff_results
+from b24notify.dueset import Claim, load_lua
+from b24notify.keys import as_text, delivery_id, split_task_member
+from b24notify.rest.errors import B24Error, OperationTimeLimit, Policy
+from b24notify.results import MalformedResult
+from b24notify.task_info import MalformedTask
+from b24notify.workers.context import WorkerContext
+from b24notify.workers.portal_reads import PortalReads
+
+log = logging.getLogger(__name__)
+
+HALT_SECONDS = 300.0  # how long a portal rests after a permanent error before one probe call
+MAX_RETRY_SECONDS = 600.0
+
+
+@dataclass
+class SyncOutcome:
+    task_id: int
+    status: str  # synced | dropped | retry | halted | rejected | stale
+    diff: ResultDiff | None = None
+    queued: int = 0
+    detail: str = ""
+    alerts: list[Alert] = field(default_factory=list)
+
+
+def retry_delay(failures: int, rng: random.Random | None = None) -> float:
+    base = min(MAX_RETRY_SECONDS, 5.0 * 2 ** max(0, failures - 1))
+    return base * (0.5 + (rng or random).random() / 2)
+
+
+class TaskSync:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.reads = PortalReads(
+            ctx.client, ctx.redis, ctx.keys,
+            task_ttl=ctx.settings.b24notify_task_cache_seconds,
+            user_ttl=ctx.settings.b24notify_user_cache_seconds,
+        )
+        self._commit = ctx.redis.register_script(load_lua("commit_sync"))
+
+    def run(self, claim: Claim) -> SyncOutcome:
+        portal, task_id = split_task_member(claim.member)
+        ctx = self.ctx
+        if portal != ctx.portal:
+            # A member for a portal this worker does not serve (config changed): leave it be.
+            ctx.tasks.complete(claim)
+            return SyncOutcome(task_id, "rejected", detail=f"unknown portal {portal}")
+        halted = ctx.redis.get(ctx.keys.halted(portal))
+        if halted is not None:
+            ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
+            ctx.counters.inc("b24notify_jobs", outcome="paused")
+            return SyncOutcome(task_id, "halted", detail=as_text(halted))
+        try:
+            if ctx.redis.sismember(ctx.keys.drop(), claim.member):
+                return self._drop(claim, task_id, "ONTASKDELETE")
+            return self._sync(claim, task_id)
+        except B24Error as exc:
+            return self._on_error(claim, task_id, exc)
+        except (MalformedResult, MalformedTask) as exc:
+            log.error("event=sync.malformed_answer portal=%s task=%d error=%s", portal, task_id, exc)
+            ctx.tasks.complete(claim)
+            ctx.counters.inc("b24notify_jobs", outcome="malformed")
+            return SyncOutcome(task_id, "rejected", detail=str(exc))
+
+    def _previous(self, task_id: int) -> dict[int, StoredResult] | None:
+        raw = self.ctx.redis.hgetall(self.ctx.keys.results(self.ctx.portal, task_id))
+        if not raw:
+            return None
+        return {int(k): StoredResult.from_json(v) for k, v in raw.items() if k != b"_known"}
+
+    def _sync(self, claim: Claim, task_id: int) -> SyncOutcome:
+        ctx = self.ctx
+        previous = self._previous(task_id)
+        current = self.reads.results(task_id)
+        diff = diff_results(previous, current, ctx.connected_at)
+        alerts = self._alerts(task_id, diff)
+        queued = self._commit_state(claim, task_id, diff, alerts)
+        if queued < 0:
+            return SyncOutcome(task_id, "stale", diff)
+        ctx.tasks.complete(claim)
+        for change in diff.changes:
+            ctx.counters.inc("b24notify_changes", kind=change.kind.value)
+            log.info("event=result.%s portal=%s task=%d result=%d", change.kind.value, ctx.portal, task_id,
+                     change.result_id)
+        if diff.baseline:
+            log.info("event=task.baseline portal=%s task=%d results=%d", ctx.portal, task_id, len(diff.baseline))
+        ctx.counters.inc("b24notify_jobs", outcome="synced")
+        return SyncOutcome(task_id, "synced", diff, queued, alerts=alerts)
+
+    def _alerts(self, task_id: int, diff: ResultDiff) -> list[Alert]:
+        kinds = set(self.ctx.settings.notify_kinds)
+        notable = [c for c in diff.changes if c.kind.value in kinds and c.result is not None
+                   and c.kind is not ChangeKind.REMOVED]
+        if not notable:
+            return []
+        task = self.reads.task(task_id)
+        names = self.reads.user_names(c.result.created_by for c in notable if c.result is not None)
+        webhook = self.ctx.settings.webhook
+        return [
+            Alert(
+                portal=self.ctx.portal,
+                portal_url=webhook.portal_url,
+                kind=c.kind,
+                change_key=c.key,
+                task=task,
+                result=c.result,
+                author_name=names.get(c.result.created_by, ""),
+            )
+            for c in notable
+            if c.result is not None
+        ]
+
+    def _commit_state(self, claim: Claim, task_id: int, diff: ResultDiff | None, alerts: list[Alert]) -> int:
+        ctx = self.ctx
+        deliveries = [
+            [delivery_id(alert.key, channel), channel, alert.to_json()]
+            for alert in alerts
+            for channel in ctx.channels
+        ]
+        state = {str(rid): stored.to_json() for rid, stored in (diff.state if diff else {}).items()}
+        result = self._commit(
+            keys=[ctx.tasks.k.token, ctx.keys.results(ctx.portal, task_id), ctx.deliveries.k.due,
+                  ctx.tasks.k.attempts],
+            args=[claim.member, claim.token, ctx.clock(), "store" if diff is not None else "drop",
+                  json.dumps(state) if state else "{}", ctx.keys.delivery_prefix(), json.dumps(deliveries)],
+        )
+        queued = int(result)
+        if queued < 0:
+            log.warning("event=sync.stale_lease portal=%s task=%d", ctx.portal, task_id)
+            ctx.counters.inc("b24notify_jobs", outcome="stale")
+        return queued
+
+    def _drop(self, claim: Claim, task_id: int, why: str) -> SyncOutcome:
+        ctx = self.ctx
+        if self._commit_state(claim, task_id, None, []) < 0:
+            return SyncOutcome(task_id, "stale")
+        ctx.redis.srem(ctx.keys.drop(), claim.member)
+        self.reads.forget_task(task_id)
+        ctx.tasks.complete(claim)
+        ctx.counters.inc("b24notify_jobs", outcome="dropped")
+        log.info("event=task.dropped portal=%s task=%d reason=%s", ctx.portal, task_id, why)
+        return SyncOutcome(task_id, "dropped", detail=why)
+
+    def _on_error(self, claim: Claim, task_id: int, exc: B24Error) -> SyncOutcome:
+        ctx = self.ctx
+        if exc.policy is Policy.DROP_TASK:
+            return self._drop(claim, task_id, f"{exc.method} {exc.code}")
+        if exc.policy in (Policy.RETRY_SOON, Policy.RETRY_LATER, Policy.REAUTH):
+            failures = ctx.tasks.failures(claim.member)
+            delay = retry_delay(failures)
+            if isinstance(exc, OperationTimeLimit) and exc.reset_at:
+                delay = max(delay, exc.reset_at - ctx.clock())
+            ctx.tasks.retry(claim, ctx.clock() + delay)
+            ctx.counters.inc("b24notify_jobs", outcome="retry")
+            log.warning("event=sync.retry portal=%s task=%d code=%s failures=%d delay=%.1f",
+                        ctx.portal, task_id, exc.code, failures, delay)
+            return SyncOutcome(task_id, "retry", detail=exc.code)
+        if exc.policy is Policy.HALT_PORTAL:
+            reason = f"{exc.method} {exc.code} (HTTP {exc.status})"
+            ctx.redis.set(ctx.keys.halted(ctx.portal), reason, ex=int(HALT_SECONDS))
+            ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
+            ctx.counters.inc("b24notify_jobs", outcome="halted")
+            log.error("event=portal.halted portal=%s reason=%r action=%s", ctx.portal, reason,
+                      "check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan")
+            return SyncOutcome(task_id, "halted", detail=reason)
+        # REJECTED: our request is wrong. Log its shape (never its values), do not retry.
+        ctx.tasks.complete(claim)
+        ctx.counters.inc("b24notify_jobs", outcome="rejected")
+        log.error("event=sync.rejected portal=%s task=%d method=%s code=%s params=taskId:int",
+                  ctx.portal, task_id, exc.method, exc.code)
+        return SyncOutcome(task_id, "rejected", detail=exc.code)

@@ -1,0 +1,65 @@
+"""``b24notify worker``: an RQ worker (with RQ's scheduler) plus our dispatcher thread."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from b24notify.settings import Settings
+from b24notify.workers.context import WorkerContext, bind_context, build_context, unbind_context
+from b24notify.workers.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+class B24Worker(SimpleWorker):
+    """Runs jobs in this process (no fork per job), so the HTTP connection pool to the portal and
+    the SMTP settings are reused across jobs; a job timeout still applies (SIGALRM)."""
+
+    context: WorkerContext
+
+    def perform_job(self, *args: Any, **kwargs: Any) -> bool:
+        token = bind_context(self.context)
+        try:
+            return bool(super().perform_job(*args, **kwargs))
+        finally:
+            unbind_context(token)
+
+
+def make_dispatcher(ctx: WorkerContext, queue: Queue) -> Dispatcher:
+    s = ctx.settings
+    return Dispatcher(
+        queue, ctx.tasks, ctx.deliveries,
+        lease_seconds=s.b24notify_lease_seconds,
+        sync_batch=s.b24notify_sync_batch,
+        delivery_batch=s.b24notify_delivery_batch,
+        poll_seconds=s.b24notify_poll_seconds,
+    )
+
+
+def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    ctx = build_context(settings, Redis.from_url(settings.redis_url))
+    # RQ raises its connection's socket timeout above its BLPOP wait, but only for connections made
+    # after it looked: it gets a pool of its own, never used before, or BLPOP dies on redis-py's
+    # default 5 s read timeout and the worker loops on "could not connect".
+    rq_redis = Redis.from_url(settings.redis_url)
+    queue = Queue(settings.b24notify_queue, connection=rq_redis)
+    worker = B24Worker([queue], connection=rq_redis, name=name)
+    worker.context = ctx
+    dispatcher = make_dispatcher(ctx, queue)
+    log.info("event=worker.start portal=%s queue=%s channels=%s", ctx.portal, queue.name,
+             ",".join(ctx.channels))
+    try:
+        if burst:
+            # Burst: hand out what is due now, run it, and stop when the queue is empty.
+            while dispatcher.tick():
+                worker.work(burst=True)
+            return True
+        dispatcher.start()
+        return bool(worker.work(with_scheduler=True, logging_level=settings.b24notify_log_level))
+    finally:
+        dispatcher.stop()
+        ctx.close()

@@ -1,0 +1,198 @@
+"""The e-mail channel against a real SMTP server (aiosmtpd, through SmtpSink)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import pytest
+
+from b24notify.alerts import sample_alert
+from b24notify.channels.base import Channel, DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from b24notify.channels.email import EmailChannel, SmtpConfig
+from b24notify.diff import ChangeKind
+from b24notify.render.email import message_id
+from b24notify.smtp_sink import SmtpSink, print_message
+
+SENDER = "b24notify <alerts@example.com>"
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as running:
+        yield running
+
+
+def channel_for(sink: SmtpSink, *recipients: str) -> EmailChannel:
+    return EmailChannel(SmtpConfig.from_url(sink.url), SENDER, recipients or ("team@example.com",))
+
+
+def content(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body(preferencelist=(subtype,))
+    assert isinstance(part, EmailMessage)
+    text = part.get_content()
+    assert isinstance(text, str)
+    return text
+
+
+def test_email_channel_is_a_channel(sink: SmtpSink) -> None:
+    channel: Channel = channel_for(sink)
+    assert channel.name == "email"
+
+
+def test_alert_arrives_as_text_and_html(sink: SmtpSink) -> None:
+    alert = sample_alert(text="[B]Signed[/B]", formatted_text="<b>Signed</b>")
+    channel_for(sink, "team@example.com", "boss@example.com").send(alert)
+
+    [message] = sink.wait_for(1)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["Subject"] == "New result in task #8017: Sign the contract"
+    assert message["To"] == "team@example.com, boss@example.com"
+    assert message["X-B24Notify-Key"] == alert.key
+    assert "Signed" in content(message, "plain")
+    assert "<b>Signed</b>" in content(message, "html")
+
+
+def test_title_with_line_breaks_injects_no_header(sink: SmtpSink) -> None:
+    channel_for(sink).send(sample_alert(title="Hi\r\nBcc: victim@example.com\r\n\r\n<script>x</script>"))
+
+    [message] = sink.wait_for(1)
+    assert message["Bcc"] is None
+    subject = message["Subject"].strip()  # .strip(): Python's parser keeps the folding space
+    assert subject == "New result in task #8017: Hi Bcc: victim@example.com <script>x</script>"
+    assert sorted(message.keys()) == sorted(
+        ["Subject", "From", "To", "Date", "Message-ID", "X-B24Notify-Key", "Auto-Submitted",
+         "MIME-Version", "Content-Type"]
+    )
+
+
+def test_hostile_html_never_reaches_the_reader(sink: SmtpSink) -> None:
+    hostile = (
+        '<b>ok</b><script>alert(1)</script><img src=x onerror="alert(2)">'
+        '<a href="javascript:alert(3)">x</a>'
+    )
+    channel_for(sink).send(sample_alert(formatted_text=hostile))
+
+    html = content(sink.wait_for(1)[0], "html")
+    assert "<b>ok</b>" in html
+    for fragment in ("<script", "alert(", "<img", "onerror", "javascript:"):
+        assert fragment not in html
+
+
+def test_greylisting_is_retryable_and_the_retry_is_the_same_mail(sink: SmtpSink) -> None:
+    channel, alert = channel_for(sink), sample_alert()
+    sink.refuse_next(1, code=451)
+
+    with pytest.raises(RetryableDeliveryError) as caught:
+        channel.send(alert)
+    assert caught.value.retryable
+    assert "451" in caught.value.reason
+    assert sink.messages == []
+
+    channel.send(alert)
+    [message] = sink.wait_for(1)
+    assert message["Message-ID"] == message_id(alert)
+
+
+def test_unknown_mailbox_is_permanent(sink: SmtpSink) -> None:
+    sink.refuse_next(1, code=550)
+
+    with pytest.raises(PermanentDeliveryError) as caught:
+        channel_for(sink).send(sample_alert())
+    assert not caught.value.retryable
+    assert "550" in caught.value.reason
+
+
+@pytest.mark.parametrize(("code", "error"), [(451, RetryableDeliveryError), (554, PermanentDeliveryError)])
+def test_message_refused_after_data_is_classified_by_code(
+    sink: SmtpSink, code: int, error: type[DeliveryError]
+) -> None:
+    sink.refuse_next(1, code=code, at="data")
+
+    with pytest.raises(error, match=str(code)):
+        channel_for(sink).send(sample_alert())
+
+
+def test_some_recipients_refused_is_delivered_with_a_warning(
+    sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink.refuse_address("gone@example.com", code=550)
+    alert = sample_alert(ChangeKind.CLOSED)
+
+    with caplog.at_level(logging.WARNING, logger="b24notify.channels.email"):
+        channel_for(sink, "team@example.com", "gone@example.com").send(alert)
+
+    assert len(sink.wait_for(1)) == 1
+    assert f"event=email.partial_refusal key={alert.key} refused=gone@example.com:550" in caplog.messages
+
+
+def test_closed_port_is_retryable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    channel = EmailChannel(SmtpConfig(host="127.0.0.1", port=port), SENDER, ["team@example.com"])
+
+    with pytest.raises(RetryableDeliveryError, match="ConnectionRefusedError"):
+        channel.send(sample_alert())
+
+
+def test_silent_server_times_out_as_retryable() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        cfg = SmtpConfig(host="127.0.0.1", port=silent.getsockname()[1], timeout=0.3)
+        with pytest.raises(RetryableDeliveryError, match="timed out"):
+            EmailChannel(cfg, SENDER, ["team@example.com"]).send(sample_alert())
+
+
+def test_server_hanging_up_is_retryable() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as rude:
+        def hang_up() -> None:
+            conn, _ = rude.accept()
+            conn.close()
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        cfg = SmtpConfig(host="127.0.0.1", port=rude.getsockname()[1], timeout=2)
+        with pytest.raises(RetryableDeliveryError, match="disconnected"):
+            EmailChannel(cfg, SENDER, ["team@example.com"]).send(sample_alert())
+        thread.join(timeout=2)
+
+
+def test_missing_server_features_are_permanent_and_never_show_the_password(sink: SmtpSink) -> None:
+    # The sink speaks neither STARTTLS nor AUTH: a configuration mistake, not a passing problem.
+    starttls = SmtpConfig.from_url(f"smtp://127.0.0.1:{sink.port}?starttls=true")
+    with pytest.raises(PermanentDeliveryError, match="STARTTLS"):
+        EmailChannel(starttls, SENDER, ["team@example.com"]).send(sample_alert())
+
+    login = SmtpConfig.from_url(f"smtp://alerts:hunter2-secret@127.0.0.1:{sink.port}")
+    with pytest.raises(PermanentDeliveryError) as caught:
+        EmailChannel(login, SENDER, ["team@example.com"]).send(sample_alert())
+    assert "hunter2-secret" not in str(caught.value)
+    assert sink.messages == []
+
+
+def test_channel_refuses_bad_configuration() -> None:
+    cfg = SmtpConfig(host="127.0.0.1", port=25)
+    with pytest.raises(ValueError, match="at least one recipient"):
+        EmailChannel(cfg, SENDER, [])
+    with pytest.raises(ValueError, match="line breaks"):
+        EmailChannel(cfg, SENDER, ["a@example.com\r\nRCPT TO:<b@example.com>"])
+
+
+def test_sink_wait_for_gives_up_at_the_deadline(sink: SmtpSink) -> None:
+    with pytest.raises(TimeoutError, match="expected 1 messages"):
+        sink.wait_for(1, timeout=0.05)
+
+
+def test_sink_hands_messages_to_the_callback_and_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    with SmtpSink(on_message=print_message) as sink:
+        channel_for(sink).send(sample_alert(text="All signed"))
+        sink.wait_for(1)
+
+    out = capsys.readouterr().out
+    assert "From:    b24notify <alerts@example.com>" in out
+    assert "Subject: New result in task #8017: Sign the contract" in out
+    assert "All signed" in out

@@ -1,0 +1,67 @@
+"""Shared fixtures: a real Redis (own database number, own key prefix per test) and settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from b24notify.keys import Keys
+from b24notify.settings import Settings, load_settings
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except Exception as exc:  # a clear failure beats a hundred confusing ones
+        pytest.exit(f"tests need Redis at {TEST_REDIS_URL} (set TEST_REDIS_URL): {exc}", returncode=3)
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis(redis_url: str, key_prefix: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    for key in client.scan_iter(match=f"{key_prefix}:*", count=500):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def keys(key_prefix: str) -> Keys:
+    return Keys(key_prefix)
+
+
+@pytest.fixture
+def make_settings(redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Settings as an operator would give them, from a clean environment plus ``overrides``."""
+    for name in list(os.environ):
+        if name.startswith(("B24", "NOTIFY_", "SMTP_", "EMAIL_", "REDIS_URL")):
+            monkeypatch.delenv(name, raising=False)
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "redis_url": redis_url,
+            "b24notify_key_prefix": key_prefix,
+            "b24notify_queue": f"{key_prefix}-queue",
+            "b24notify_debounce_seconds": 0.2,
+        }
+        values.update(overrides)
+        return load_settings(overrides=values)
+
+    return build

@@ -1,0 +1,50 @@
+"""Real b24notify processes for end-to-end tests: started with an environment, stopped with
+SIGTERM (then SIGKILL), their output kept in a file and shown when a test fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+class CliProcess:
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.args = args
+        self.log = Path(tempfile.mkstemp(prefix="b24notify-", suffix=".log")[1])
+        self._out = self.log.open("wb")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("B24", "NOTIFY_", "SMTP_", "EMAIL_"))}
+        full_env.update(env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "b24notify.cli", *args], env=full_env,
+                                     stdout=self._out, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up, like a crashed machine."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._out.close()
+        return int(self.proc.returncode)
+
+    def output(self) -> str:
+        if not self._out.closed:
+            self._out.flush()
+        return self.log.read_text(errors="replace")

@@ -1,0 +1,108 @@
+"""The coalescing and lease rules, against a real Redis, with a controlled clock."""
+
+import pytest
+
+from b24notify.dueset import DueSet
+from b24notify.keys import TASKS
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def due(redis, keys, clock) -> DueSet:
+    return DueSet(redis, keys, TASKS, clock=clock)
+
+
+def test_burst_inside_debounce_window_becomes_one_run(due, clock):
+    assert due.schedule("p|1", clock.now + 1) is True
+    for _ in range(20):
+        assert due.schedule("p|1", clock.now + 1) is False
+    clock.now += 1
+    claims = due.claim(10, 60)
+    assert [c.member for c in claims] == ["p|1"]
+    assert due.claim(10, 60) == []
+
+
+def test_nothing_is_claimed_before_it_is_due(due, clock):
+    due.schedule("p|1", clock.now + 5)
+    assert due.claim(10, 60) == []
+    clock.now += 5
+    assert len(due.claim(10, 60)) == 1
+
+
+def test_event_during_a_run_causes_exactly_one_more_run(due, clock):
+    due.schedule("p|1", clock.now)
+    (claim,) = due.claim(10, 60)
+    for _ in range(5):
+        due.schedule("p|1", clock.now + 1)  # events while the task is being processed
+    assert due.claim(10, 60) == []  # never two workers on one task
+    clock.now += 2
+    assert due.claim(10, 60) == []  # still running: the pending mark waits
+    assert due.complete(claim) is True
+    (again,) = due.claim(10, 60)
+    assert again.member == "p|1"
+    assert due.complete(again) is True
+    assert due.claim(10, 60) == []
+    assert due.counts() == {"due": 0, "leased": 0, "pending": 0}
+
+
+def test_expired_lease_is_reaped_and_the_old_holder_is_fenced_off(due, clock):
+    due.schedule("p|1", clock.now)
+    (old,) = due.claim(10, 30)
+    clock.now += 31
+    assert due.reap() == ["p|1"]
+    (new,) = due.claim(10, 30)
+    assert new.token != old.token
+    assert due.holds(new) and not due.holds(old)
+    assert due.complete(old) is False  # the dead worker's late write changes nothing
+    assert due.counts()["leased"] == 1
+    assert due.complete(new) is True
+
+
+def test_retry_puts_the_member_back_at_the_given_time(due, clock):
+    due.schedule("p|1", clock.now)
+    (claim,) = due.claim(10, 60)
+    assert due.retry(claim, clock.now + 30)
+    clock.now += 29
+    assert due.claim(10, 60) == []
+    clock.now += 1
+    assert len(due.claim(10, 60)) == 1
+
+
+def test_retry_with_pending_event_waits_for_the_later_time(due, clock):
+    due.schedule("p|1", clock.now)
+    (claim,) = due.claim(10, 60)
+    due.schedule("p|1", clock.now + 1)
+    due.retry(claim, clock.now + 30)
+    clock.now += 10
+    assert due.claim(10, 60) == []
+    clock.now += 20
+    assert len(due.claim(10, 60)) == 1
+
+
+def test_claim_only_one_member(due, clock):
+    due.schedule("p|1", clock.now)
+    due.schedule("p|2", clock.now)
+    (claim,) = due.claim(10, 60, only="p|2")
+    assert claim.member == "p|2"
+    assert [c.member for c in due.claim(10, 60)] == ["p|1"]
+
+
+def test_claims_are_exclusive_across_many_claimers(due, clock):
+    for i in range(100):
+        due.schedule(f"p|{i}", clock.now)
+    seen = []
+    while batch := due.claim(7, 60):
+        seen.extend(c.member for c in batch)
+    assert sorted(seen) == sorted(f"p|{i}" for i in range(100))

@@ -1,0 +1,268 @@
+"""Sync and delivery, in-process, against the simulator over HTTP, a real SMTP sink and real Redis:
+what people receive for each kind of change, and that nothing is sent twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis import Redis
+
+from b24notify.keys import delivery_id, task_member
+from b24notify.metrics import decode_counters, total
+from b24notify.simulator import RunningSimulator, SimulatorConfig
+from b24notify.smtp_sink import SmtpSink
+from b24notify.workers.context import WorkerContext, build_context
+from b24notify.workers.deliver import deliver
+from b24notify.workers.sync import SyncOutcome, TaskSync
+from tests.support.portal_user import PortalUser
+from tests.support.servers import wait_for
+
+
+@pytest.fixture
+def simulator() -> Iterator[RunningSimulator]:
+    with RunningSimulator(SimulatorConfig(bucket_capacity=0)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as smtp:
+        yield smtp
+
+
+@pytest.fixture
+def user(simulator) -> Iterator[PortalUser]:
+    person = PortalUser(simulator.webhook_url)
+    yield person
+    person.close()
+
+
+@pytest.fixture
+def settings(make_settings, simulator, sink):
+    return make_settings(
+        b24_webhook_url=simulator.webhook_url, b24_application_token=simulator.config.application_token,
+        notify_chat="chat42", notify_email="team@example.com", smtp_url=sink.url,
+        email_from="b24notify@example.com", b24notify_delivery_retry_seconds="10,60",
+    )
+
+
+@pytest.fixture
+def ctx(settings, redis: Redis) -> Iterator[WorkerContext]:
+    # Connected an hour ago: everything the tests create is "after connection" unless they say so.
+    redis.set(f"{settings.b24notify_key_prefix}:portal:{settings.portal}:connected_at",
+              (datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    context = build_context(settings, redis)
+    yield context
+    context.close()
+
+
+def sync(ctx: WorkerContext, task_id: int) -> SyncOutcome:
+    member = task_member(ctx.portal, task_id)
+    ctx.tasks.schedule(member, at=0)
+    (claim,) = ctx.tasks.claim(1, 60, only=member)
+    return TaskSync(ctx).run(claim)
+
+
+def deliver_all(ctx: WorkerContext) -> list[str]:
+    statuses = []
+    while claims := ctx.deliveries.claim(50, 60):
+        statuses += [deliver(ctx, c).status for c in claims]
+    return statuses
+
+
+def deliver_once(ctx: WorkerContext) -> list[str]:
+    return [deliver(ctx, c).status for c in ctx.deliveries.claim(50, 60)]
+
+
+def chat_messages(simulator: RunningSimulator) -> list[str]:
+    return [m["message"] for m in simulator.control.messages()]
+
+
+def test_new_result_sends_one_chat_message_and_one_mail(ctx, simulator, sink, user):
+    task = user.add_task("Sign the supply contract")
+    sync(ctx, task)  # first sight, no results yet
+    user.comment(task, "The client signed the [B]documents[/B]", as_result=True)
+    outcome = sync(ctx, task)
+    assert [c.kind.value for c in outcome.diff.changes] == ["new"]
+    assert sorted(deliver_all(ctx)) == ["sent", "sent"]
+
+    (message,) = chat_messages(simulator)
+    assert "New result" in message and "Sign the supply contract" in message
+    assert f"/company/personal/user/503/tasks/task/view/{task}/" in message
+    assert "[b]documents[/b]" in message
+    (mail,) = sink.wait_for(1)
+    assert mail["Subject"] == f"New result in task #{task}: Sign the supply contract"
+    assert mail["To"] == "team@example.com"
+
+
+def test_closing_the_task_notifies_closed_once(ctx, simulator, sink, user):
+    task = user.add_task()
+    user.comment(task, "Done", as_result=True)
+    sync(ctx, task)
+    deliver_all(ctx)
+    user.complete(task)
+    outcome = sync(ctx, task)
+    assert [c.kind.value for c in outcome.diff.changes] == ["closed"]
+    deliver_all(ctx)
+    assert sync(ctx, task).diff.is_empty  # nothing changed since
+    assert deliver_all(ctx) == []
+    messages = chat_messages(simulator)
+    assert len(messages) == 2 and "Result closed" in messages[1]
+    assert len(sink.wait_for(2)) == 2
+
+
+def test_results_from_before_connection_are_a_silent_baseline(make_settings, settings, redis, simulator, sink,
+                                                               user):
+    task = user.add_task()
+    user.comment(task, "Old result", as_result=True)
+    created = int(time.time())
+    wait_for(lambda: int(time.time()) > created, 2, "clock")  # the portal stamps results to the second
+    context = build_context(settings, redis)  # connects now: the result above predates it
+    try:
+        outcome = sync(context, task)
+        assert outcome.diff.baseline and not outcome.diff.changes
+        assert deliver_all(context) == []
+        user.comment(task, "Fresh result", as_result=True)
+        assert [c.kind.value for c in sync(context, task).diff.changes] == ["new"]
+    finally:
+        context.close()
+
+
+def test_pinned_again_comment_is_a_new_result(ctx, simulator, user):
+    task = user.add_task()
+    comment = user.comment(task, "Ready")
+    first = user.pin(comment)
+    sync(ctx, task)
+    user.complete(task)
+    user.renew(task)
+    again = user.pin(comment)  # its result is closed, so it may be pinned again
+    assert again["id"] != first["id"]
+    outcome = sync(ctx, task)
+    assert [(c.kind.value, c.result_id) for c in outcome.diff.changes] == [
+        ("closed", first["id"]), ("new", again["id"])]
+
+
+def test_group_task_links_to_the_group_page(ctx, simulator, user):
+    task = user.add_task(group=7)
+    sync(ctx, task)
+    user.comment(task, "Shipped", as_result=True)
+    sync(ctx, task)
+    deliver_all(ctx)
+    assert f"/workgroups/group/7/tasks/task/view/{task}/" in chat_messages(simulator)[0]
+
+
+def test_rerun_after_a_crash_before_release_sends_nothing_twice(ctx, simulator, sink, user):
+    task = user.add_task()
+    sync(ctx, task)
+    user.comment(task, "Done", as_result=True)
+    member = task_member(ctx.portal, task)
+    ctx.tasks.schedule(member, at=0)
+    (claim,) = ctx.tasks.claim(1, 60, only=member)
+    sync_job = TaskSync(ctx)
+    sync_job._sync = _crash_after_commit(sync_job)  # the worker dies after the outbox commit
+    with pytest.raises(SystemExit):
+        sync_job.run(claim)
+    ctx.tasks.clock = lambda: 10**10  # the lease runs out; the reaper gives the task back
+    assert ctx.tasks.reap() == [member]
+    (again,) = ctx.tasks.claim(1, 60)
+    assert TaskSync(ctx).run(again).diff.is_empty
+    assert sorted(deliver_all(ctx)) == ["sent", "sent"]
+    assert deliver_all(ctx) == []
+    assert len(chat_messages(simulator)) == 1 and len(sink.wait_for(1)) == 1
+
+
+def _crash_after_commit(job: TaskSync):
+    original = job._commit_state
+
+    def crash(claim, task_id):
+        previous = job._previous(task_id)
+        from b24notify.diff import diff_results
+
+        diff = diff_results(previous, job.reads.results(task_id), job.ctx.connected_at)
+        original(claim, task_id, diff, job._alerts(task_id, diff))
+        raise SystemExit("killed")
+
+    return crash
+
+
+def test_a_delivery_already_sent_is_not_sent_again(ctx, simulator, user):
+    task = user.add_task()
+    sync(ctx, task)
+    user.comment(task, "Done", as_result=True)
+    outcome = sync(ctx, task)
+    deliver_all(ctx)
+    did = delivery_id(outcome.alerts[0].key, "chat")
+    ctx.deliveries.schedule(did, at=0)  # a stray duplicate claim of the same delivery
+    assert deliver_all(ctx) == ["skipped"]
+    assert len(chat_messages(simulator)) == 1
+
+
+def test_deleted_task_drops_its_state(ctx, simulator, user, redis, keys):
+    task = user.add_task()
+    user.comment(task, "Done", as_result=True)
+    sync(ctx, task)
+    assert redis.exists(keys.results(ctx.portal, task))
+    user.delete(task)
+    outcome = sync(ctx, task)  # the result list answers error "0"
+    assert outcome.status == "dropped"
+    assert not redis.exists(keys.results(ctx.portal, task))
+
+
+def test_refused_mail_is_retried_then_dead_lettered_with_the_reason(ctx, simulator, sink, user, redis, keys):
+    task = user.add_task()
+    sync(ctx, task)
+    user.comment(task, "Done", as_result=True)
+    sync(ctx, task)
+    sink.refuse_next(10, code=451)
+    statuses = deliver_all(ctx)
+    assert sorted(statuses) == ["retry", "sent"]  # chat went, mail waits 10 s
+    ctx.deliveries.clock = lambda: 10**10
+    assert deliver_once(ctx) == ["retry"]  # second attempt, schedule 10,60
+    assert deliver_once(ctx) == ["dead"]
+    (dead,) = redis.zrange(keys.deadletter(), 0, -1)
+    record = redis.hgetall(keys.delivery(dead.decode()))
+    assert record[b"status"] == b"dead" and b"451" in record[b"last_error"]
+
+
+def test_permanent_chat_error_goes_to_dead_letter_at_once(make_settings, simulator, sink, redis, user):
+    settings = make_settings(
+        b24_webhook_url=simulator.webhook_url, b24_application_token="t", notify_chat="chat42",
+    )
+    context = build_context(settings, redis)
+    try:
+        simulator.control.add_faults({"method": "im.message.add", "error": "ACCESS_ERROR", "status": 400,
+                                      "count": 1})
+        task = user.add_task()
+        sync(context, task)
+        user.comment(task, "Done", as_result=True)
+        sync(context, task)
+        assert deliver_all(context) == ["dead"]
+    finally:
+        context.close()
+
+
+def test_portal_auth_failure_halts_calls_and_says_why(ctx, simulator, user, redis, keys):
+    task = user.add_task()
+    simulator.control.add_faults({"method": "*", "error": "NO_AUTH_FOUND", "count": 5})
+    outcome = sync(ctx, task)
+    assert outcome.status == "halted" and "NO_AUTH_FOUND" in outcome.detail
+    assert b"NO_AUTH_FOUND" in redis.get(keys.halted(ctx.portal))
+    calls_before = len(simulator.control.calls()["calls"])
+    assert sync(ctx, task).status == "halted"  # no call while halted: no retry storm
+    assert len(simulator.control.calls()["calls"]) == calls_before
+    counters = decode_counters(redis.hgetall(keys.metrics()))
+    assert total(counters, "b24notify_jobs", outcome="halted") == 1
+    assert total(counters, "b24notify_jobs", outcome="paused") == 1
+
+
+def test_server_errors_reschedule_the_task(ctx, simulator, user):
+    task = user.add_task()
+    simulator.control.add_faults({"method": "tasks.task.result.list", "error": "INTERNAL_SERVER_ERROR",
+                                  "count": 3})
+    outcome = sync(ctx, task)
+    assert outcome.status == "retry"
+    due_at = ctx.tasks.next_due_at()
+    assert due_at is not None and due_at > ctx.clock()
