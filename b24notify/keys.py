@@ -17,6 +17,9 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:cache:task:{portal}:{task}`` | string | TaskInfo JSON | sync job | ``B24NOTIFY_TASK_CACHE_SECONDS`` |
 | ``P:cache:user:{portal}:{user}`` | string | display name | sync job | ``B24NOTIFY_USER_CACHE_SECONDS`` |
 | ``P:metrics`` | hash | ``name{labels}`` → counter | everyone | none |
+| ``P:budget:{portal}`` | string | the fleet's GCRA clock (theoretical arrival time) for the portal's REST bucket | REST client (Lua) | a minute past idle |
+| ``P:operating:{portal}:reset_at`` | hash | method → last ``operating_reset_at`` seen | REST client | none |
+| ``P:operating:{portal}:pause:{method}`` | string | the method is paused until this unix time | REST client | until then |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
 
 ``{set}`` is ``tasks`` or ``deliveries``.
@@ -78,6 +81,12 @@ class Keys:
 
     def user_cache(self, portal: str, user_id: int) -> str:
         return f"{self.prefix}:cache:user:{portal}:{user_id}"
+
+    def budget(self, portal: str) -> str:
+        return f"{self.prefix}:budget:{portal}"
+
+    def operating(self, portal: str) -> str:
+        return f"{self.prefix}:operating:{portal}"
 
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"

@@ -92,12 +92,15 @@ class Settings(BaseSettings):
     email_from: str | None = None
     notify_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["new", "closed"])
 
+    b24_rate_limit: str = "2/50"
+    b24_rate_reserve: float = Field(default=0.2, ge=0, lt=1)
+    b24_operating_limit_seconds: float = Field(default=480.0, gt=0)
     b24notify_key_prefix: str = "b24n"
     b24notify_queue: str = "b24notify"
     b24notify_debounce_seconds: float = Field(default=1.0, ge=0, le=60)
     b24notify_lease_seconds: float = Field(default=120.0, ge=5, le=3600)
     b24notify_poll_seconds: float = Field(default=0.1, gt=0, le=5)
-    b24notify_sync_batch: int = Field(default=10, ge=1, le=50)
+    b24notify_sync_batch: int = Field(default=50, ge=1, le=50)
     b24notify_delivery_batch: int = Field(default=10, ge=1, le=100)
     b24notify_task_cache_seconds: int = Field(default=60, ge=0)
     b24notify_user_cache_seconds: int = Field(default=3600, ge=0)
@@ -160,6 +163,14 @@ class Settings(BaseSettings):
         for kind in value:
             if kind not in NOTIFIABLE_KINDS:
                 raise ValueError(f"{kind!r} is not one of {', '.join(NOTIFIABLE_KINDS)}")
+        return value
+
+    @field_validator("b24_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from b24notify.rest.budget import RateLimit
+
+        RateLimit.parse(value)
         return value
 
     @field_validator("redis_url")

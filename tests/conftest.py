@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,10 @@ from redis import Redis
 
 from b24notify.keys import Keys
 from b24notify.settings import Settings, load_settings
+from b24notify.simulator import RunningSimulator, SimulatorConfig
+from b24notify.smtp_sink import SmtpSink
+from b24notify.workers.context import WorkerContext, build_context
+from tests.support.portal_user import PortalUser
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
@@ -65,3 +70,46 @@ def make_settings(redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPat
         return load_settings(overrides=values)
 
     return build
+
+
+# -- the product against the simulator (in-process sync and delivery) -----------------------------
+
+
+@pytest.fixture
+def simulator() -> Iterator[RunningSimulator]:
+    with RunningSimulator(SimulatorConfig(bucket_capacity=0)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as smtp:
+        yield smtp
+
+
+@pytest.fixture
+def user(simulator) -> Iterator[PortalUser]:
+    person = PortalUser(simulator.webhook_url)
+    yield person
+    person.close()
+
+
+@pytest.fixture
+def settings(make_settings, simulator, sink) -> Settings:
+    return make_settings(
+        b24_webhook_url=simulator.webhook_url, b24_application_token=simulator.config.application_token,
+        notify_chat="chat42", notify_email="team@example.com", smtp_url=sink.url,
+        email_from="b24notify@example.com", b24notify_delivery_retry_seconds="10,60",
+    )
+
+
+@pytest.fixture
+def ctx(settings, redis: Redis) -> Iterator[WorkerContext]:
+    # Connected an hour ago: everything the tests create is "after connection" unless they say so.
+    redis.set(f"{settings.b24notify_key_prefix}:portal:{settings.portal}:connected_at",
+              (datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    context = build_context(settings, redis)
+    yield context
+    context.close()
+
+

@@ -20,6 +20,7 @@ from redis import Redis
 from b24notify.dueset import load_lua
 from b24notify.rest.errors import BudgetSpent
 
+JITTER_MARGIN = 2
 RATE_SPEC = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+)\s*$")
 
 
@@ -57,7 +58,10 @@ class RateBudget:
         self._sleep = sleep
         self._script = redis.register_script(load_lua("gcra"))
         self._emission = 1.0 / limit.drain
-        self._tau = (limit.capacity - 1) * self._emission
+        # Requests reach the portal a little later, and less evenly, than we count them here: keep
+        # a few requests of the burst unused so that jitter never tips the portal's bucket over.
+        burst = max(1, limit.capacity - JITTER_MARGIN)
+        self._tau = (burst - 1) * self._emission
 
     def try_take(self) -> float:
         """Spend one request if allowed now; else return how long to wait."""

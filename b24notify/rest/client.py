@@ -21,6 +21,7 @@ import httpx
 
 from b24notify.phpform import encode_php_query
 from b24notify.rest.errors import B24Error, Policy, ServerError, TransportError, classify
+from b24notify.rest.guard import CallGuard
 from b24notify.settings import Webhook
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,10 @@ class RestClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         observer: CallObserver | None = None,
+        guard: CallGuard | None = None,
     ) -> None:
         self.webhook = webhook
+        self.guard = guard
         self.backoff = backoff or Backoff()
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -100,11 +103,19 @@ class RestClient:
             raise ValueError(f"not a REST method name: {method!r}")
         attempt = 0
         while True:
+            if self.guard is not None:
+                # Raises BudgetSpent / OperationTimeLimit without a request: the caller reschedules.
+                self.guard.before(method)
             try:
                 answer = self._call_once(method, params or {})
             except B24Error as exc:
                 self._observe(method, exc.code)
-                retry = exc.policy is Policy.RETRY_SOON or exc.code == "QUERY_LIMIT_EXCEEDED"
+                if self.guard is not None:
+                    self.guard.failed(method, exc)
+                # A full bucket is retried here only without a guard; with one, the guard has pushed
+                # the fleet's clock back and the caller reschedules instead of holding a worker.
+                retry = exc.policy is Policy.RETRY_SOON or (
+                    exc.code == "QUERY_LIMIT_EXCEEDED" and self.guard is None)
                 attempt += 1
                 if not retry or attempt >= self.backoff.attempts:
                     raise
@@ -114,6 +125,8 @@ class RestClient:
                 self._sleep(delay)
                 continue
             self._observe(method, "ok")
+            if self.guard is not None:
+                self.guard.after(method, answer.time)
             return answer
 
     def batch(self, calls: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Answer | B24Error]:
@@ -130,9 +143,23 @@ class RestClient:
         for key, (method, _) in calls.items():
             if key.isdigit() or not METHOD_NAME.match(key) or not METHOD_NAME.match(method):
                 raise ValueError(f"bad batch key or method: {key!r} {method!r}")
+        if self.guard is not None:
+            for method in {m for m, _ in calls.values()}:
+                self.guard.admit(method)
         cmd = {key: f"{method}?{encode_php_query(params)}" for key, (method, params) in calls.items()}
         body = self.call("batch", {"halt": 0, "cmd": cmd})
-        return parse_batch(calls, body)
+        answers = parse_batch(calls, body)
+        for key, answer in answers.items():
+            method = calls[key][0]
+            if isinstance(answer, Answer):
+                self._observe(method, "ok")
+                if self.guard is not None:
+                    self.guard.after(method, answer.time)
+            else:
+                self._observe(method, answer.code)
+                if self.guard is not None:
+                    self.guard.failed(method, answer)
+        return answers
 
     def _observe(self, method: str, outcome: str) -> None:
         if self._observer is not None:

@@ -21,7 +21,10 @@ from b24notify.channels.email import EmailChannel, SmtpConfig
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, TASKS, Keys
 from b24notify.metrics import Counters
+from b24notify.rest.budget import RateBudget, RateLimit
 from b24notify.rest.client import RestClient
+from b24notify.rest.guard import PortalGuard
+from b24notify.rest.operating import OperatingBudget
 from b24notify.settings import Settings
 
 
@@ -74,6 +77,16 @@ def ensure_connected_at(redis: Redis, keys: Keys, portal: str, now: datetime | N
     return datetime.fromisoformat(value)
 
 
+def portal_guard(settings: Settings, redis: Redis, keys: Keys) -> PortalGuard:
+    """The fleet-wide limits for our one portal: its share of the rate bucket (what is left after
+    the reserve for the portal's other integrations) and the per-method time budget."""
+    limit = RateLimit.parse(settings.b24_rate_limit).share(1.0 - settings.b24_rate_reserve)
+    rate = RateBudget(redis, keys.budget(settings.portal), limit)
+    operating = OperatingBudget(redis, keys.operating(settings.portal),
+                                limit_seconds=settings.b24_operating_limit_seconds)
+    return PortalGuard(rate, operating)
+
+
 def build_context(settings: Settings, redis: Redis) -> WorkerContext:
     settings.require_channels()
     keys = Keys(settings.b24notify_key_prefix)
@@ -82,7 +95,8 @@ def build_context(settings: Settings, redis: Redis) -> WorkerContext:
     def observe(method: str, outcome: str) -> None:
         counters.inc("b24notify_rest_calls", method=method, outcome=outcome)
 
-    client = RestClient(settings.webhook, timeout=settings.b24notify_rest_timeout_seconds, observer=observe)
+    client = RestClient(settings.webhook, timeout=settings.b24notify_rest_timeout_seconds, observer=observe,
+                        guard=portal_guard(settings, redis, keys))
     channels: dict[str, Channel] = {}
     if settings.notify_chat:
         channels["chat"] = ChatChannel(client, settings.notify_chat)

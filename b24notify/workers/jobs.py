@@ -16,7 +16,7 @@ DELIVERY_JOB = "b24notify.workers.jobs.run_deliveries"
 def run_sync(claims: list[list[str]]) -> list[str]:
     ctx = current_context()
     sync = TaskSync(ctx)
-    return [sync.run(Claim(member, token)).status for member, token in claims]
+    return [o.status for o in sync.run_many([Claim(member, token) for member, token in claims])]
 
 
 def run_deliveries(claims: list[list[str]]) -> list[str]:

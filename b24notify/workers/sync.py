@@ -1,4 +1,5 @@
-"""Sync one task: fetch its results, diff against stored state, commit state and outbox together.
+"""Sync due tasks: fetch their results (batched), diff each against stored state, and commit each
+task's new state together with the notifications it implies (the outbox), atomically.
 
 Sending happens later, in delivery jobs that read the outbox: a crash after the commit loses
 nothing, and a crash before it leaves the state untouched so the next run finds the same diff.
@@ -9,17 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from b24notify.alerts import Alert
-from b24notify.diff import ChangeKind, ResultDiff, StoredResult, diff_results
+from b24notify.diff import ChangeKind, ResultChange, ResultDiff, StoredResult, diff_results
 from b24notify.dueset import Claim, load_lua
 from b24notify.keys import as_text, delivery_id, split_task_member
-from b24notify.rest.errors import B24Error, OperationTimeLimit, Policy
-from b24notify.results import MalformedResult
-from b24notify.task_info import MalformedTask
+from b24notify.rest.errors import B24Error, BudgetSpent, OperationTimeLimit, Policy, QueryLimitExceeded
+from b24notify.rest.guard import QUERY_LIMIT_PENALTY_SECONDS
+from b24notify.results import MalformedResult, TaskResult
+from b24notify.task_info import TaskInfo
 from b24notify.workers.context import WorkerContext
-from b24notify.workers.portal_reads import PortalReads
+from b24notify.workers.portal_reads import Details, PortalReads
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,14 @@ class SyncOutcome:
     queued: int = 0
     detail: str = ""
     alerts: list[Alert] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    claim: Claim
+    task_id: int
+    diff: ResultDiff
+    notable: list[ResultChange]
 
 
 def retry_delay(failures: int, rng: random.Random | None = None) -> float:
@@ -53,8 +64,25 @@ class TaskSync:
         self._commit = ctx.redis.register_script(load_lua("commit_sync"))
 
     def run(self, claim: Claim) -> SyncOutcome:
-        portal, task_id = split_task_member(claim.member)
+        return self.run_many([claim])[0]
+
+    def run_many(self, claims: Sequence[Claim]) -> list[SyncOutcome]:
+        outcomes: dict[str, SyncOutcome] = {}
+        ready: list[tuple[Claim, int]] = []
+        for claim in claims:
+            early = self._before_fetch(claim)
+            if early is None:
+                ready.append((claim, split_task_member(claim.member)[1]))
+            else:
+                outcomes[claim.member] = early
+        if ready:
+            for claim, outcome in self._sync(ready):
+                outcomes[claim.member] = outcome
+        return [outcomes[c.member] for c in claims]
+
+    def _before_fetch(self, claim: Claim) -> SyncOutcome | None:
         ctx = self.ctx
+        portal, task_id = split_task_member(claim.member)
         if portal != ctx.portal:
             # A member for a portal this worker does not serve (config changed): leave it be.
             ctx.tasks.complete(claim)
@@ -64,65 +92,87 @@ class TaskSync:
             ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
             ctx.counters.inc("b24notify_jobs", outcome="paused")
             return SyncOutcome(task_id, "halted", detail=as_text(halted))
+        if ctx.redis.sismember(ctx.keys.drop(), claim.member):
+            return self._drop(claim, task_id, "ONTASKDELETE")
+        return None
+
+    def _sync(self, ready: list[tuple[Claim, int]]) -> list[tuple[Claim, SyncOutcome]]:
         try:
-            if ctx.redis.sismember(ctx.keys.drop(), claim.member):
-                return self._drop(claim, task_id, "ONTASKDELETE")
-            return self._sync(claim, task_id)
+            fetched = self.reads.results(task_id for _, task_id in ready)
+        except B24Error as exc:  # the batch as a whole failed: the same policy for every task
+            return [(claim, self._on_error(claim, task_id, exc)) for claim, task_id in ready]
+        done: list[tuple[Claim, SyncOutcome]] = []
+        pending: list[_Pending] = []
+        kinds = set(self.ctx.settings.notify_kinds)
+        for claim, task_id in ready:
+            answer = fetched.get(task_id)
+            if isinstance(answer, B24Error):
+                done.append((claim, self._on_error(claim, task_id, answer)))
+            elif isinstance(answer, MalformedResult) or answer is None:
+                done.append((claim, self._malformed(claim, task_id, str(answer))))
+            else:
+                diff = diff_results(self._previous(task_id), answer, self.ctx.connected_at)
+                notable = [c for c in diff.changes if c.kind.value in kinds and c.result is not None
+                           and c.kind is not ChangeKind.REMOVED]
+                pending.append(_Pending(claim, task_id, diff, notable))
+        details = self._details(pending)
+        for item in pending:
+            done.append((item.claim, self._finish(item, details)))
+        return done
+
+    def _details(self, pending: list[_Pending]) -> Details | B24Error | None:
+        wanted = [p for p in pending if p.notable]
+        if not wanted:
+            return None
+        authors = [c.result.created_by for p in wanted for c in p.notable if c.result is not None]
+        try:
+            return self.reads.details((p.task_id for p in wanted), authors)
         except B24Error as exc:
-            return self._on_error(claim, task_id, exc)
-        except (MalformedResult, MalformedTask) as exc:
-            log.error("event=sync.malformed_answer portal=%s task=%d error=%s", portal, task_id, exc)
-            ctx.tasks.complete(claim)
-            ctx.counters.inc("b24notify_jobs", outcome="malformed")
-            return SyncOutcome(task_id, "rejected", detail=str(exc))
+            return exc
+
+    def _finish(self, item: _Pending, details: Details | B24Error | None) -> SyncOutcome:
+        ctx = self.ctx
+        alerts: list[Alert] = []
+        if item.notable:
+            if isinstance(details, B24Error):
+                return self._on_error(item.claim, item.task_id, details)
+            assert isinstance(details, Details)
+            task = details.tasks.get(item.task_id)
+            if isinstance(task, B24Error):
+                return self._on_error(item.claim, item.task_id, task)
+            assert isinstance(task, TaskInfo)
+            alerts = [self._alert(task, c.kind, c.key, c.result, details.names) for c in item.notable
+                      if c.result is not None]
+        queued = self._commit_state(item.claim, item.task_id, item.diff, alerts)
+        if queued < 0:
+            return SyncOutcome(item.task_id, "stale", item.diff)
+        ctx.tasks.complete(item.claim)
+        for change in item.diff.changes:
+            ctx.counters.inc("b24notify_changes", kind=change.kind.value)
+            log.info("event=result.%s portal=%s task=%d result=%d", change.kind.value, ctx.portal, item.task_id,
+                     change.result_id)
+        if item.diff.baseline:
+            log.info("event=task.baseline portal=%s task=%d results=%d", ctx.portal, item.task_id,
+                     len(item.diff.baseline))
+        ctx.counters.inc("b24notify_jobs", outcome="synced")
+        return SyncOutcome(item.task_id, "synced", item.diff, queued, alerts=alerts)
+
+    def _alert(self, task: TaskInfo, kind: ChangeKind, key: str, result: TaskResult, names: dict[int, str]) -> Alert:
+        return Alert(
+            portal=self.ctx.portal,
+            portal_url=self.ctx.settings.webhook.portal_url,
+            kind=kind,
+            change_key=key,
+            task=task,
+            result=result,
+            author_name=names.get(result.created_by, ""),
+        )
 
     def _previous(self, task_id: int) -> dict[int, StoredResult] | None:
         raw = self.ctx.redis.hgetall(self.ctx.keys.results(self.ctx.portal, task_id))
         if not raw:
             return None
         return {int(k): StoredResult.from_json(v) for k, v in raw.items() if k != b"_known"}
-
-    def _sync(self, claim: Claim, task_id: int) -> SyncOutcome:
-        ctx = self.ctx
-        previous = self._previous(task_id)
-        current = self.reads.results(task_id)
-        diff = diff_results(previous, current, ctx.connected_at)
-        alerts = self._alerts(task_id, diff)
-        queued = self._commit_state(claim, task_id, diff, alerts)
-        if queued < 0:
-            return SyncOutcome(task_id, "stale", diff)
-        ctx.tasks.complete(claim)
-        for change in diff.changes:
-            ctx.counters.inc("b24notify_changes", kind=change.kind.value)
-            log.info("event=result.%s portal=%s task=%d result=%d", change.kind.value, ctx.portal, task_id,
-                     change.result_id)
-        if diff.baseline:
-            log.info("event=task.baseline portal=%s task=%d results=%d", ctx.portal, task_id, len(diff.baseline))
-        ctx.counters.inc("b24notify_jobs", outcome="synced")
-        return SyncOutcome(task_id, "synced", diff, queued, alerts=alerts)
-
-    def _alerts(self, task_id: int, diff: ResultDiff) -> list[Alert]:
-        kinds = set(self.ctx.settings.notify_kinds)
-        notable = [c for c in diff.changes if c.kind.value in kinds and c.result is not None
-                   and c.kind is not ChangeKind.REMOVED]
-        if not notable:
-            return []
-        task = self.reads.task(task_id)
-        names = self.reads.user_names(c.result.created_by for c in notable if c.result is not None)
-        webhook = self.ctx.settings.webhook
-        return [
-            Alert(
-                portal=self.ctx.portal,
-                portal_url=webhook.portal_url,
-                kind=c.kind,
-                change_key=c.key,
-                task=task,
-                result=c.result,
-                author_name=names.get(c.result.created_by, ""),
-            )
-            for c in notable
-            if c.result is not None
-        ]
 
     def _commit_state(self, claim: Claim, task_id: int, diff: ResultDiff | None, alerts: list[Alert]) -> int:
         ctx = self.ctx
@@ -155,6 +205,12 @@ class TaskSync:
         log.info("event=task.dropped portal=%s task=%d reason=%s", ctx.portal, task_id, why)
         return SyncOutcome(task_id, "dropped", detail=why)
 
+    def _malformed(self, claim: Claim, task_id: int, detail: str) -> SyncOutcome:
+        log.error("event=sync.malformed_answer portal=%s task=%d error=%s", self.ctx.portal, task_id, detail)
+        self.ctx.tasks.complete(claim)
+        self.ctx.counters.inc("b24notify_jobs", outcome="malformed")
+        return SyncOutcome(task_id, "rejected", detail=detail)
+
     def _on_error(self, claim: Claim, task_id: int, exc: B24Error) -> SyncOutcome:
         ctx = self.ctx
         if exc.policy is Policy.DROP_TASK:
@@ -164,6 +220,10 @@ class TaskSync:
             delay = retry_delay(failures)
             if isinstance(exc, OperationTimeLimit) and exc.reset_at:
                 delay = max(delay, exc.reset_at - ctx.clock())
+            if isinstance(exc, BudgetSpent):
+                delay = max(delay, exc.wait)
+            if isinstance(exc, QueryLimitExceeded):
+                delay = max(delay, QUERY_LIMIT_PENALTY_SECONDS)
             ctx.tasks.retry(claim, ctx.clock() + delay)
             ctx.counters.inc("b24notify_jobs", outcome="retry")
             log.warning("event=sync.retry portal=%s task=%d code=%s failures=%d delay=%.1f",
@@ -171,11 +231,12 @@ class TaskSync:
             return SyncOutcome(task_id, "retry", detail=exc.code)
         if exc.policy is Policy.HALT_PORTAL:
             reason = f"{exc.method} {exc.code} (HTTP {exc.status})"
-            ctx.redis.set(ctx.keys.halted(ctx.portal), reason, ex=int(HALT_SECONDS))
+            first = ctx.redis.set(ctx.keys.halted(ctx.portal), reason, ex=int(HALT_SECONDS), nx=True)
             ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
             ctx.counters.inc("b24notify_jobs", outcome="halted")
-            log.error("event=portal.halted portal=%s reason=%r action=%s", ctx.portal, reason,
-                      "check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan")
+            if first:
+                log.error("event=portal.halted portal=%s reason=%r action=%s", ctx.portal, reason,
+                          "check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan")
             return SyncOutcome(task_id, "halted", detail=reason)
         # REJECTED: our request is wrong. Log its shape (never its values), do not retry.
         ctx.tasks.complete(claim)

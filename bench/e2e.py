@@ -1,0 +1,318 @@
+"""End-to-end benchmark: event → chat message latency through real processes, b24notify (serve +
+N workers, two debounce settings) against a bare synchronous handler, side by side in one run.
+
+    .venv/bin/python bench/e2e.py [--tasks 200] [--rate 20] [--workers 2] [--poll 0.1]
+                                  [--bucket-tasks 30] [--bucket-rate 1] [--no-bucket]
+
+Each configuration gets a fresh simulator (in this process), SMTP sink and Redis key prefix:
+create the tasks through the simulator's REST, start the handler, play a few warm-up results, then
+post one result per task (a comment with AS_RESULT=Y, which fires ONTASKCOMMENTADD) at a steady
+rate. Latency is measured on the simulator's own clock, from the moment it queued the event
+(``/_sim/events`` ``queued_at``) to the moment it answered the ``im.message.add`` that carries
+that result (``/_sim/calls`` ``at``): both floats from one ``time.time()``. The chat messages'
+own ``created_at`` is useless here, the portal stamps it to the second.
+
+The main runs turn the portal's rate limit off (simulator ``bucket_capacity=0``, and b24notify's
+own fleet budget ``B24_RATE_LIMIT`` raised to match); the bucket runs use the default 2/50 on
+both sides, fewer events, and the posts count against the bucket like any integration's.
+
+Needs Redis at REDIS_URL (default redis://127.0.0.1:6379/14; each run uses its own prefix and
+deletes its keys afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from redis import Redis
+
+from b24notify.simulator import RunningSimulator, SimulatorConfig
+from b24notify.smtp_sink import SmtpSink
+from bench._fleet import BareHandler, Fleet, delete_keys, wait_until
+
+WARMUP_TASKS = 5
+DIALOG_ID = "chat42"
+UNLIMITED_RATE = "100000/100000"  # b24notify's own budget when the portal's bucket is off
+MARK = re.compile(r"res-(\d+)-end")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    handler: str  # "b24notify" or "bare"
+    tasks: int
+    rate: float  # results posted per second
+    debounce: float | None = None  # b24notify only
+    bucket: bool = False  # the portal's default 2/50 leaky bucket on
+
+    @property
+    def name(self) -> str:
+        who = f"b24notify, debounce {self.debounce:g} s" if self.handler == "b24notify" else "bare handler"
+        return f"{who}{', bucket 2/50' if self.bucket else ''}"
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    events: int = 0  # ONTASKCOMMENTADD the handler answered 2xx
+    events_failed: int = 0  # refused, timed out or failed to connect: the portal never resends
+    latencies_ms: list[float] = field(default_factory=list)
+    messages: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    seconds: float = 0.0  # first event queued → last message posted
+    mails: int = 0
+    posts_refused: int = 0  # our own posts that hit QUERY_LIMIT_EXCEEDED and were retried
+    rest_calls: Counter[str] = field(default_factory=Counter)
+    rest_errors: Counter[str] = field(default_factory=Counter)
+
+    def pct(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    @property
+    def throughput(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else float("nan")
+
+
+class QueryLimit(Exception):
+    pass
+
+
+class Portal:
+    """The people working in the simulated portal, through its REST API."""
+
+    def __init__(self, webhook_url: str) -> None:
+        self.http = httpx.Client(base_url=webhook_url, timeout=10)
+        self.refused = 0
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        payload = self.http.post(method, json=params).json()
+        if payload.get("error") == "QUERY_LIMIT_EXCEEDED":
+            raise QueryLimit(method)
+        if "error" in payload:
+            raise RuntimeError(f"{method}: {payload}")
+        return payload["result"]
+
+    def add_task(self, title: str) -> int:
+        fields = {"TITLE": title, "RESPONSIBLE_ID": 503, "CREATED_BY": 1}
+        return int(self.call("tasks.task.add", {"fields": fields})["task"]["id"])
+
+    def post_result(self, task_id: int) -> None:
+        """A comment marked as the result: fires ONTASKCOMMENTADD. Retried while the bucket is full."""
+        fields = {"POST_MESSAGE": f"Bench result res-{task_id}-end", "AUTHOR_ID": 503, "AS_RESULT": "Y"}
+        while True:
+            try:
+                self.call("task.commentitem.add", {"TASKID": task_id, "FIELDS": fields})
+                return
+            except QueryLimit:
+                self.refused += 1
+                time.sleep(0.25)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def post_steadily(portal: Portal, task_ids: list[int], rate: float) -> None:
+    started = time.monotonic()
+    for i, task_id in enumerate(task_ids):
+        delay = started + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        portal.post_result(task_id)
+
+
+def chat_calls(sim: RunningSimulator) -> list[dict[str, Any]]:
+    """Answered im.message.add calls, oldest first."""
+    calls = sim.control.calls("im.message.add")["calls"]
+    return [c for c in calls if c["method"] == "im.message.add" and c["http_status"] == 200 and not c["error"]]
+
+
+def messaged_tasks(sim: RunningSimulator) -> set[int]:
+    return {int(m[1]) for c in chat_calls(sim) if (m := MARK.search(str(c["params"].get("MESSAGE", ""))))}
+
+
+def fleet_idle(redis: Redis, prefix: str) -> bool:
+    """Nothing due, nothing leased: no sync and no delivery left to run, so no message to come."""
+    return sum(int(redis.zcard(f"{prefix}:{kind}:{name}")) for kind in ("due", "lease")
+               for name in ("tasks", "deliveries")) == 0
+
+
+@contextmanager
+def handler_for(scenario: Scenario, sim: RunningSimulator, sink: SmtpSink, args: argparse.Namespace,
+                log_dir: Path) -> Iterator[tuple[str, Any]]:
+    """Start the handler under test; yields its webhook URL and an ``idle()`` check."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhooks/bitrix24"
+    if scenario.handler == "bare":
+        env = {"BARE_WEBHOOK_URL": sim.webhook_url, "BARE_APPLICATION_TOKEN": sim.config.application_token,
+               "BARE_DIALOG_ID": DIALOG_ID}
+        with BareHandler(env, port=port, log=log_dir / f"bare-{port}.log"):
+            yield url, lambda: True  # it answers only after posting: idle once the events are
+        return
+    prefix = f"be2e{uuid.uuid4().hex[:8]}"
+    env = {
+        "REDIS_URL": args.redis_url, "B24NOTIFY_KEY_PREFIX": prefix, "B24NOTIFY_QUEUE": f"{prefix}-q",
+        "B24_WEBHOOK_URL": sim.webhook_url, "B24_APPLICATION_TOKEN": sim.config.application_token,
+        "NOTIFY_CHAT": DIALOG_ID, "NOTIFY_EMAIL": "team@example.com", "SMTP_URL": sink.url,
+        "EMAIL_FROM": "b24notify@example.com",
+        "B24NOTIFY_DEBOUNCE_SECONDS": f"{scenario.debounce:g}",
+        "B24NOTIFY_POLL_SECONDS": f"{args.poll:g}",
+        "B24_RATE_LIMIT": "2/50" if scenario.bucket else UNLIMITED_RATE,
+        "B24NOTIFY_LOG_LEVEL": "INFO",
+    }
+    redis = Redis.from_url(args.redis_url)
+    try:
+        with Fleet(env, port=port, workers=args.workers, log_dir=log_dir):
+            yield url, lambda: fleet_idle(redis, prefix)
+    finally:
+        delete_keys(args.redis_url, prefix, env["B24NOTIFY_QUEUE"])
+        redis.close()
+
+
+def run(scenario: Scenario, args: argparse.Namespace, log_dir: Path) -> Outcome:
+    outcome = Outcome(scenario)
+    config = SimulatorConfig(bucket_capacity=0)  # events off (no handler) while we set the stage
+    with SmtpSink() as sink, RunningSimulator(config) as sim:
+        portal = Portal(sim.webhook_url)
+        try:
+            warmup = [portal.add_task(f"Warm-up task {i}") for i in range(WARMUP_TASKS)]
+            measured = [portal.add_task(f"Bench task {i}") for i in range(scenario.tasks)]
+            with handler_for(scenario, sim, sink, args, log_dir) as (url, idle):
+                sim.control.configure(handler_url=url)
+                # Warm-up: connections, Lua scripts, first imports; not measured.
+                post_steadily(portal, warmup, 10)
+                wait_until(lambda: set(warmup) <= messaged_tasks(sim), 30, "warm-up results got no message")
+                wait_until(lambda: sim.control.wait_events(1) and idle(), 30, "warm-up did not settle")
+                if scenario.bucket:
+                    sim.control.configure(bucket_capacity=50, bucket_drain_per_second=2.0)
+                post_steadily(portal, measured, scenario.rate)
+                deadline = time.monotonic() + args.drain
+                while time.monotonic() < deadline and not set(measured) <= messaged_tasks(sim):
+                    time.sleep(0.25)
+                # Quiet (no event in flight, nothing due or leased) before counting duplicates.
+                wait_until(lambda: sim.control.wait_events(1) and idle(), args.drain, "the handler did not settle")
+                events = sim.control.events()
+                calls = chat_calls(sim)
+                counts = sim.control.calls()["counts"]
+            outcome.mails = len(sink.messages)
+        finally:
+            outcome.posts_refused = portal.refused
+            portal.close()
+    measure(outcome, set(measured), events, calls)
+    outcome.rest_calls = Counter(counts["by_method"])
+    outcome.rest_errors = Counter(counts["by_error"])
+    return outcome
+
+
+def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+    queued_at: dict[int, float] = {}
+    for event in events:
+        if event["event"] != "ONTASKCOMMENTADD" or event["task_id"] not in measured:
+            continue
+        queued_at.setdefault(event["task_id"], event["queued_at"])
+        if event["outcome"] == "sent":
+            outcome.events += 1
+        else:
+            outcome.events_failed += 1
+    per_task: Counter[int] = Counter()
+    last = 0.0
+    for call in calls:
+        match = MARK.search(str(call["params"].get("MESSAGE", "")))
+        if not match or int(match[1]) not in measured:
+            continue
+        task_id = int(match[1])
+        per_task[task_id] += 1
+        if per_task[task_id] == 1:
+            outcome.latencies_ms.append((call["at"] - queued_at[task_id]) * 1000)
+        last = max(last, call["at"])
+    outcome.messages = sum(per_task.values())
+    outcome.duplicates = sum(n - 1 for n in per_task.values())
+    outcome.missing = len(measured - set(per_task))
+    if queued_at and last:
+        outcome.seconds = last - min(queued_at.values())
+
+
+def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
+    print(f"\nevent → chat message, measured on the simulator's clock (event queued → im.message.add "
+          f"answered); {args.workers} workers, B24NOTIFY_POLL_SECONDS={args.poll:g}, "
+          f"{WARMUP_TASKS} warm-up results not counted\n")
+    print("| configuration | events | offered/s | p50 ms | p95 ms | p99 ms | max ms | msg/s | chat messages "
+          "| duplicates | missing |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for o in outcomes:
+        print(f"| {o.scenario.name} | {o.events} | {o.scenario.rate:g} | {o.pct(50):.0f} | {o.pct(95):.0f} "
+              f"| {o.pct(99):.0f} | {max(o.latencies_ms, default=float('nan')):.0f} | {o.throughput:.1f} "
+              f"| {o.messages} | {o.duplicates} | {o.missing} |")
+    print()
+    for o in outcomes:
+        per_event = {m: round(n / max(1, o.events + WARMUP_TASKS), 2) for m, n in sorted(o.rest_calls.items())
+                     if m not in ("tasks.task.add", "task.commentitem.add")}
+        notes = [f"REST calls per event {per_event}", f"e-mails {o.mails}"]
+        if o.events_failed:
+            notes.append(f"events not delivered {o.events_failed}")
+        if o.rest_errors:
+            notes.append(f"portal errors {dict(o.rest_errors)}")
+        if o.posts_refused:
+            notes.append(f"our posts refused by the bucket and retried {o.posts_refused}")
+        print(f"- {o.scenario.name}: " + "; ".join(notes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200, help="tasks, one measured result each")
+    parser.add_argument("--rate", type=float, default=20.0, help="results posted per second")
+    parser.add_argument("--workers", type=int, default=2, help="b24notify worker processes")
+    parser.add_argument("--poll", type=float, default=0.1, help="B24NOTIFY_POLL_SECONDS (product default 0.1)")
+    parser.add_argument("--debounce", type=float, nargs="+", default=[1.0, 0.0],
+                        help="B24NOTIFY_DEBOUNCE_SECONDS values to run (product default 1)")
+    parser.add_argument("--bucket-tasks", type=int, default=30, help="events in the runs with the 2/50 bucket")
+    parser.add_argument("--bucket-rate", type=float, default=1.0, help="results per second with the bucket on")
+    parser.add_argument("--no-bucket", action="store_true", help="skip the runs with the 2/50 bucket")
+    parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the last messages")
+    args = parser.parse_args()
+    args.redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+
+    scenarios = [Scenario("b24notify", args.tasks, args.rate, debounce=d) for d in args.debounce]
+    scenarios.append(Scenario("bare", args.tasks, args.rate))
+    if not args.no_bucket:
+        scenarios += [Scenario("b24notify", args.bucket_tasks, args.bucket_rate, debounce=args.debounce[0],
+                               bucket=True),
+                      Scenario("bare", args.bucket_tasks, args.bucket_rate, bucket=True)]
+    started = time.monotonic()
+    outcomes = []
+    log_context: AbstractContextManager[str] = tempfile.TemporaryDirectory(prefix="b24notify-e2e-")
+    with log_context as log_dir:
+        for scenario in scenarios:
+            began = time.monotonic()
+            outcomes.append(run(scenario, args, Path(log_dir)))
+            print(f"{scenario.name}: done in {time.monotonic() - began:.0f} s", file=sys.stderr)
+    print_table(outcomes, args)
+    print(f"\nwhole run {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
