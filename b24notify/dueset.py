@@ -41,6 +41,7 @@ class DueSetKeys:
     lease: str
     token: str
     pending: str
+    since: str
     attempts: str
     counter: str
 
@@ -51,6 +52,7 @@ class DueSetKeys:
             lease=keys.lease(name),
             token=keys.token(name),
             pending=f"{keys.prefix}:pending:{name}",
+            since=f"{keys.prefix}:since:{name}",
             attempts=keys.attempts(name),
             counter=keys.token_counter(),
         )
@@ -67,15 +69,20 @@ class DueSet:
         self._release = redis.register_script(load_lua("release"))
         self._reap = redis.register_script(load_lua("reap"))
 
-    def schedule(self, member: str, at: float | None = None) -> bool:
-        when = self.clock() if at is None else at
-        return bool(self._schedule(keys=[self.k.due, self.k.lease, self.k.pending], args=[member, when, "0", ""]))
+    def schedule(self, member: str, at: float | None = None, debounce_cap: float = 0.0) -> bool:
+        """Ask for a run at ``at`` (default now). See schedule.lua for the coalescing rules."""
+        now = self.clock()
+        when = now if at is None else at
+        keys = [self.k.due, self.k.lease, self.k.pending, self.k.since]
+        return bool(self._schedule(keys=keys, args=[member, when, "0", "", now, debounce_cap]))
 
-    def claim(self, limit: int, lease_seconds: float, only: str = "") -> list[Claim]:
-        """Lease up to ``limit`` due members (or just ``only``, when it is due)."""
+    def claim(self, limit: int, lease_seconds: float, only: str = "", gather: float = 0.0) -> list[Claim]:
+        """Lease up to ``limit`` due members (or just ``only``, when it is due). With ``gather``,
+        once one member is due, members due within that many seconds come along, so that tasks
+        whose events arrived close together share one batch request."""
         flat: list[Any] = self._claim(
-            keys=[self.k.due, self.k.lease, self.k.token, self.k.counter],
-            args=[self.clock(), limit, lease_seconds, only],
+            keys=[self.k.due, self.k.lease, self.k.token, self.k.counter, self.k.since],
+            args=[self.clock(), limit, lease_seconds, only, gather],
         )
         items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
         return [Claim(items[i], items[i + 1]) for i in range(0, len(items), 2)]

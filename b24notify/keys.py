@@ -9,6 +9,8 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:due:{set}`` | zset | member → when it is due (unix s) | web (``note_event``), jobs (retry), reaper | none |
 | ``P:lease:{set}`` | zset | member → lease deadline; a leased member is being worked on | dispatcher (``claim``) | none |
 | ``P:token:{set}`` | hash | member → fencing token of its current lease | dispatcher | none |
+| ``P:pending:{set}`` | hash | member → when an event arrived while it was leased: one more run after this one | web, ``schedule`` | none |
+| ``P:since:{set}`` | hash | member → its first waiting event, to cap the trailing debounce | web, ``schedule``; cleared by ``claim`` | none |
 | ``P:attempts:{set}`` | hash | member → failures in a row | jobs | none |
 | ``P:drop`` | set | task members whose state must be forgotten (ONTASKDELETE) | web | none |
 | ``P:results:{portal}:{task}`` | hash | result id → StoredResult JSON, plus ``_known`` | sync job commit (Lua) | none |

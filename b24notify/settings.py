@@ -98,8 +98,10 @@ class Settings(BaseSettings):
     b24notify_key_prefix: str = "b24n"
     b24notify_queue: str = "b24notify"
     b24notify_debounce_seconds: float = Field(default=1.0, ge=0, le=60)
+    b24notify_debounce_max_seconds: float = Field(default=5.0, ge=0, le=600)
     b24notify_lease_seconds: float = Field(default=120.0, ge=5, le=3600)
     b24notify_poll_seconds: float = Field(default=0.1, gt=0, le=5)
+    b24notify_gather_seconds: float = Field(default=0.3, ge=0, le=10)
     b24notify_sync_batch: int = Field(default=50, ge=1, le=50)
     b24notify_delivery_batch: int = Field(default=10, ge=1, le=100)
     b24notify_task_cache_seconds: int = Field(default=60, ge=0)

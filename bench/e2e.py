@@ -32,10 +32,11 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,6 +51,9 @@ WARMUP_TASKS = 5
 DIALOG_ID = "chat42"
 UNLIMITED_RATE = "100000/100000"  # b24notify's own budget when the portal's bucket is off
 MARK = re.compile(r"res-(\d+)-end")
+BATCHED_READ = re.compile(r"^r(\d+)$")  # b24notify's batch key for one task's result list
+TASK_PARAM = re.compile(r"'taskId': (\d+)")  # the same read made alone (the bare handler)
+OUR_OWN_CALLS = ("tasks.task.add", "task.commentitem.add")  # the people in the portal, not the handler
 
 
 def free_port() -> int:
@@ -78,6 +82,7 @@ class Outcome:
     events: int = 0  # ONTASKCOMMENTADD the handler answered 2xx
     events_failed: int = 0  # refused, timed out or failed to connect: the portal never resends
     latencies_ms: list[float] = field(default_factory=list)
+    to_read_ms: list[float] = field(default_factory=list)  # event queued → its result list answered
     messages: int = 0
     duplicates: int = 0
     missing: int = 0
@@ -87,10 +92,10 @@ class Outcome:
     rest_calls: Counter[str] = field(default_factory=Counter)
     rest_errors: Counter[str] = field(default_factory=Counter)
 
-    def pct(self, p: float) -> float:
-        if not self.latencies_ms:
+    def pct(self, p: float, values: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies_ms if values is None else values)
+        if not ordered:
             return float("nan")
-        ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
     @property
@@ -145,14 +150,46 @@ def post_steadily(portal: Portal, task_ids: list[int], rate: float) -> None:
         portal.post_result(task_id)
 
 
-def chat_calls(sim: RunningSimulator) -> list[dict[str, Any]]:
-    """Answered im.message.add calls, oldest first."""
-    calls = sim.control.calls("im.message.add")["calls"]
-    return [c for c in calls if c["method"] == "im.message.add" and c["http_status"] == 200 and not c["error"]]
+def calls_in(call: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(method, batch key or "", its parameters as text) for each call one answered request made:
+    a ``batch`` opens into those of its sub-calls that succeeded (each command is ``method?query``)."""
+    if call["http_status"] != 200:
+        return
+    params = call["params"]
+    if call["method"] != "batch":
+        if not call["error"]:
+            yield call["method"], "", str(params)
+        return
+    failed = {sub["key"] for sub in call.get("sub_calls", []) if sub["error"]}
+    commands = params.get("cmd")
+    for key, command in commands.items() if isinstance(commands, dict) else ():
+        if key not in failed:
+            method, _, query = str(command).partition("?")
+            yield method, key, unquote_plus(query)
 
 
-def messaged_tasks(sim: RunningSimulator) -> set[int]:
-    return {int(m[1]) for c in chat_calls(sim) if (m := MARK.search(str(c["params"].get("MESSAGE", ""))))}
+def chat_posts(calls: list[dict[str, Any]]) -> Iterator[tuple[int, float]]:
+    """(task id, when the portal answered) for each chat message that names a bench result."""
+    for call in calls:
+        for method, _, text in calls_in(call):
+            if method == "im.message.add" and (match := MARK.search(text)):
+                yield int(match[1]), call["at"]
+
+
+def result_reads(calls: list[dict[str, Any]]) -> Iterator[tuple[int, float]]:
+    """(task id, when answered) for each read of a task's result list, alone or inside a batch."""
+    for call in calls:
+        for method, key, text in calls_in(call):
+            if method != "tasks.task.result.list":
+                continue
+            match = BATCHED_READ.match(key) if key else TASK_PARAM.search(text)
+            if match:
+                yield int(match[1]), call["at"]
+
+
+def messaged_tasks(sim: RunningSimulator) -> Counter[int]:
+    """Chat messages per bench result, as the chat shows them."""
+    return Counter(int(m[1]) for message in sim.control.messages() if (m := MARK.search(str(message["message"]))))
 
 
 def fleet_idle(redis: Redis, prefix: str) -> bool:
@@ -205,30 +242,29 @@ def run(scenario: Scenario, args: argparse.Namespace, log_dir: Path) -> Outcome:
                 sim.control.configure(handler_url=url)
                 # Warm-up: connections, Lua scripts, first imports; not measured.
                 post_steadily(portal, warmup, 10)
-                wait_until(lambda: set(warmup) <= messaged_tasks(sim), 30, "warm-up results got no message")
+                wait_until(lambda: set(warmup) <= set(messaged_tasks(sim)), 30, "warm-up results got no message")
                 wait_until(lambda: sim.control.wait_events(1) and idle(), 30, "warm-up did not settle")
                 if scenario.bucket:
                     sim.control.configure(bucket_capacity=50, bucket_drain_per_second=2.0)
                 post_steadily(portal, measured, scenario.rate)
                 deadline = time.monotonic() + args.drain
-                while time.monotonic() < deadline and not set(measured) <= messaged_tasks(sim):
+                while time.monotonic() < deadline and not set(measured) <= set(messaged_tasks(sim)):
                     time.sleep(0.25)
                 # Quiet (no event in flight, nothing due or leased) before counting duplicates.
                 wait_until(lambda: sim.control.wait_events(1) and idle(), args.drain, "the handler did not settle")
                 events = sim.control.events()
-                calls = chat_calls(sim)
-                counts = sim.control.calls()["counts"]
+                shown = messaged_tasks(sim)
+                log = sim.control.calls()
             outcome.mails = len(sink.messages)
         finally:
             outcome.posts_refused = portal.refused
             portal.close()
-    measure(outcome, set(measured), events, calls)
-    outcome.rest_calls = Counter(counts["by_method"])
-    outcome.rest_errors = Counter(counts["by_error"])
+    measure(outcome, set(measured), events, shown, log["calls"])
     return outcome
 
 
-def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], shown: Counter[int],
+            calls: list[dict[str, Any]]) -> None:
     queued_at: dict[int, float] = {}
     for event in events:
         if event["event"] != "ONTASKCOMMENTADD" or event["task_id"] not in measured:
@@ -238,22 +274,29 @@ def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], 
             outcome.events += 1
         else:
             outcome.events_failed += 1
-    per_task: Counter[int] = Counter()
-    last = 0.0
-    for call in calls:
-        match = MARK.search(str(call["params"].get("MESSAGE", "")))
-        if not match or int(match[1]) not in measured:
-            continue
-        task_id = int(match[1])
-        per_task[task_id] += 1
-        if per_task[task_id] == 1:
-            outcome.latencies_ms.append((call["at"] - queued_at[task_id]) * 1000)
-        last = max(last, call["at"])
-    outcome.messages = sum(per_task.values())
-    outcome.duplicates = sum(n - 1 for n in per_task.values())
-    outcome.missing = len(measured - set(per_task))
-    if queued_at and last:
-        outcome.seconds = last - min(queued_at.values())
+    posted: dict[int, float] = {}
+    for task_id, at in chat_posts(calls):
+        if task_id in measured:
+            posted.setdefault(task_id, at)
+    read: dict[int, float] = {}
+    for task_id, at in result_reads(calls):
+        if task_id in queued_at and at >= queued_at[task_id]:
+            read.setdefault(task_id, at)
+    outcome.latencies_ms = [(posted[t] - queued_at[t]) * 1000 for t in posted if t in queued_at]
+    outcome.to_read_ms = [(read[t] - queued_at[t]) * 1000 for t in read]
+    counts = {t: shown[t] for t in measured}
+    outcome.messages = sum(counts.values())
+    outcome.duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    outcome.missing = sum(1 for n in counts.values() if n == 0)
+    if queued_at and posted:
+        began = min(queued_at.values())
+        outcome.seconds = max(posted.values()) - began
+        # The handler's requests from the first measured event on: what it spent of the portal.
+        for call in calls:
+            if call["at"] >= began and call["method"] not in OUR_OWN_CALLS:
+                outcome.rest_calls[call["method"]] += 1
+                if call["error"]:
+                    outcome.rest_errors[call["error"]] += 1
 
 
 def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
@@ -269,13 +312,13 @@ def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
               f"| {o.messages} | {o.duplicates} | {o.missing} |")
     print()
     for o in outcomes:
-        per_event = {m: round(n / max(1, o.events + WARMUP_TASKS), 2) for m, n in sorted(o.rest_calls.items())
-                     if m not in ("tasks.task.add", "task.commentitem.add")}
-        notes = [f"REST calls per event {per_event}", f"e-mails {o.mails}"]
+        per_event = {m: round(n / max(1, o.events), 2) for m, n in sorted(o.rest_calls.items())}
+        notes = [f"event → result list read p50 {o.pct(50, o.to_read_ms):.0f} ms, "
+                 f"p95 {o.pct(95, o.to_read_ms):.0f} ms", f"REST requests per event {per_event}", f"e-mails {o.mails}"]
         if o.events_failed:
             notes.append(f"events not delivered {o.events_failed}")
         if o.rest_errors:
-            notes.append(f"portal errors {dict(o.rest_errors)}")
+            notes.append(f"portal refusals {dict(o.rest_errors)}")
         if o.posts_refused:
             notes.append(f"our posts refused by the bucket and retried {o.posts_refused}")
         print(f"- {o.scenario.name}: " + "; ".join(notes))
@@ -293,6 +336,7 @@ def main() -> None:
     parser.add_argument("--bucket-rate", type=float, default=1.0, help="results per second with the bucket on")
     parser.add_argument("--no-bucket", action="store_true", help="skip the runs with the 2/50 bucket")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the last messages")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and print where")
     args = parser.parse_args()
     args.redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -304,8 +348,12 @@ def main() -> None:
                       Scenario("bare", args.bucket_tasks, args.bucket_rate, bucket=True)]
     started = time.monotonic()
     outcomes = []
-    log_context: AbstractContextManager[str] = tempfile.TemporaryDirectory(prefix="b24notify-e2e-")
+    log_context: AbstractContextManager[str] = (
+        nullcontext(tempfile.mkdtemp(prefix="b24notify-e2e-")) if args.keep_logs
+        else tempfile.TemporaryDirectory(prefix="b24notify-e2e-"))
     with log_context as log_dir:
+        if args.keep_logs:
+            print(f"logs in {log_dir}", file=sys.stderr)
         for scenario in scenarios:
             began = time.monotonic()
             outcomes.append(run(scenario, args, Path(log_dir)))

@@ -75,3 +75,21 @@ def test_operation_time_limit_pauses_the_method_and_reschedules(ctx, simulator, 
     (again,) = TaskSync(ctx).run_many(claim_all(ctx, [task]))
     assert again.status == "retry"  # paused: no request went out
     assert len(simulator.control.calls()["calls"]) == calls
+
+
+def test_chat_messages_due_together_go_in_one_batch_and_fail_one_by_one(ctx, simulator, user):
+    from b24notify.workers.deliver import deliver_many
+
+    tasks = [user.add_task(f"Task {i}") for i in range(3)]
+    for task_id in tasks:
+        user.comment(task_id, "Done", as_result=True)
+    TaskSync(ctx).run_many(claim_all(ctx, tasks))
+    simulator.control.add_faults({"method": "im.message.add", "error": "ACCESS_ERROR", "status": 400, "count": 1})
+    before = len(simulator.control.calls()["calls"])
+    claims = ctx.deliveries.claim(50, 60)
+    chat_claims = [c for c in claims if c.member.endswith("|chat")]
+    outcomes = deliver_many(ctx, chat_claims)
+    assert sorted(o.status for o in outcomes) == ["dead", "sent", "sent"]
+    calls = simulator.control.calls()["calls"][before:]
+    assert [c["method"] for c in calls] == ["batch"]
+    assert len(simulator.control.messages()) == 2

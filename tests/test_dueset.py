@@ -106,3 +106,36 @@ def test_claims_are_exclusive_across_many_claimers(due, clock):
     while batch := due.claim(7, 60):
         seen.extend(c.member for c in batch)
     assert sorted(seen) == sorted(f"p|{i}" for i in range(100))
+
+
+def test_trailing_debounce_waits_for_the_burst_to_end_but_not_past_the_cap(due, clock):
+    start = clock.now
+    due.schedule("p|1", clock.now + 1, debounce_cap=5)
+    for _ in range(3):  # an event every 0.8 s keeps pushing the run back
+        clock.now += 0.8
+        due.schedule("p|1", clock.now + 1, debounce_cap=5)
+        assert due.claim(10, 60) == []
+    assert due.next_due_at() == clock.now + 1
+    for _ in range(10):  # a task that never goes quiet still runs every 5 s
+        clock.now += 0.8
+        due.schedule("p|1", clock.now + 1, debounce_cap=5)
+    assert due.next_due_at() == start + 5
+    clock.now = start + 5
+    assert [c.member for c in due.claim(10, 60)] == ["p|1"]
+
+
+def test_an_event_pulls_in_a_far_retry_to_within_the_cap(due, clock):
+    due.schedule("p|1", clock.now)
+    (claim,) = due.claim(10, 60)
+    due.retry(claim, clock.now + 300)
+    due.schedule("p|1", clock.now + 1, debounce_cap=5)
+    assert due.next_due_at() == clock.now + 5
+
+
+def test_gather_takes_members_due_soon_once_one_is_due(due, clock):
+    due.schedule("p|1", clock.now)
+    due.schedule("p|2", clock.now + 0.2)
+    due.schedule("p|3", clock.now + 2)
+    assert [c.member for c in due.claim(10, 60, gather=0.3)] == ["p|1", "p|2"]
+    clock.now += 1.8
+    assert due.claim(10, 60, gather=0.3) == []  # nothing due yet: gathering needs a trigger

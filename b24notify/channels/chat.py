@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from b24notify.alerts import Alert
-from b24notify.channels.base import PermanentDeliveryError, RetryableDeliveryError
+from b24notify.channels.base import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from b24notify.render.chat import render_chat
-from b24notify.rest.client import RestClient
+from b24notify.rest.client import MAX_BATCH, RestClient
 from b24notify.rest.errors import B24Error, Policy
 
 # im.message.add errors that no retry can fix (PROTOCOL.md §9): the chat or user is wrong, or
@@ -23,18 +26,36 @@ class ChatChannel:
         self.client = client
         self.dialog_id = dialog_id
 
+    def _params(self, alert: Alert) -> dict[str, Any]:
+        return {"DIALOG_ID": self.dialog_id, "MESSAGE": render_chat(alert), "URL_PREVIEW": "N"}
+
     def send(self, alert: Alert) -> None:
-        params = {
-            "DIALOG_ID": self.dialog_id,
-            "MESSAGE": render_chat(alert),
-            "URL_PREVIEW": "N",
-        }
         try:
-            self.client.call("im.message.add", params)
+            self.client.call("im.message.add", self._params(alert))
         except B24Error as exc:
-            reason = f"im.message.add {exc.code}: {exc.description}"[:300]
-            if exc.code in PERMANENT_CHAT_ERRORS or exc.policy is Policy.REJECTED:
-                raise PermanentDeliveryError(reason) from exc
-            # Rate limits, outages and credential problems can all end: retry on the schedule and
-            # dead-letter only when the schedule runs out.
-            raise RetryableDeliveryError(reason) from exc
+            raise classify_chat_error(exc) from exc
+
+    def send_many(self, alerts: Sequence[Alert]) -> list[DeliveryError | None]:
+        """Up to 50 messages in one ``batch`` request; each gets its own outcome."""
+        outcomes: list[DeliveryError | None] = []
+        for start in range(0, len(alerts), MAX_BATCH):
+            chunk = alerts[start:start + MAX_BATCH]
+            calls = {f"m{i}": ("im.message.add", self._params(a)) for i, a in enumerate(chunk)}
+            try:
+                answers = self.client.batch(calls)
+            except B24Error as exc:
+                outcomes += [classify_chat_error(exc)] * len(chunk)
+                continue
+            for key in calls:
+                answer = answers[key]
+                outcomes.append(classify_chat_error(answer) if isinstance(answer, B24Error) else None)
+        return outcomes
+
+
+def classify_chat_error(exc: B24Error) -> DeliveryError:
+    reason = f"im.message.add {exc.code}: {exc.description}"[:300]
+    if exc.code in PERMANENT_CHAT_ERRORS or exc.policy is Policy.REJECTED:
+        return PermanentDeliveryError(reason)
+    # Rate limits, outages and credential problems can all end: retry on the schedule and
+    # dead-letter only when the schedule runs out.
+    return RetryableDeliveryError(reason)

@@ -1,8 +1,10 @@
 -- Lease up to ARGV[2] members that are due at ARGV[1], so that exactly one worker works on each.
 -- A claimed member leaves the due zset and enters the lease zset with a deadline; a fencing token
 -- (from a counter) lets later writes prove they still hold the lease.
--- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] token hash, KEYS[4] token counter
--- ARGV[1] now, ARGV[2] limit, ARGV[3] lease seconds, ARGV[4] optional: claim only this member
+-- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] token hash, KEYS[4] token counter,
+-- KEYS[5] since hash (the debounce's first-event times, cleared for what is claimed)
+-- ARGV[1] now, ARGV[2] limit, ARGV[3] lease seconds, ARGV[4] optional: claim only this member,
+-- ARGV[5] optional gather window: once anything is due, also take members due within it
 -- Returns a flat list: member1, token1, member2, token2, ...
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -13,7 +15,12 @@ if ARGV[4] and ARGV[4] ~= '' then
   due = {}
   if score and tonumber(score) <= now then due = {ARGV[4]} end
 else
-  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+  local horizon = now
+  local gather = tonumber(ARGV[5] or '0') or 0
+  if gather > 0 and #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1) > 0 then
+    horizon = now + gather
+  end
+  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', horizon, 'LIMIT', 0, limit)
 end
 local claimed = {}
 for _, member in ipairs(due) do
@@ -21,6 +28,7 @@ for _, member in ipairs(due) do
   redis.call('ZADD', KEYS[2], deadline, member)
   local token = redis.call('INCR', KEYS[4])
   redis.call('HSET', KEYS[3], member, token)
+  redis.call('HDEL', KEYS[5], member)
   claimed[#claimed + 1] = member
   claimed[#claimed + 1] = tostring(token)
 end

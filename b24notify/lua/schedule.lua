@@ -1,24 +1,47 @@
--- Ask for one run of a member (a task to sync, a delivery to attempt) at ARGV[2] or later.
--- Coalescing lives here: a member already due keeps the earlier of its two times (ZADD LT), so a
--- burst of events inside the debounce window becomes one run, and an event pulls in a run that a
--- backoff had put far ahead (fresh evidence is worth a try; a halted portal is checked by the job); a member being worked on right now (leased)
--- gets a "pending" mark instead, which complete/retry/reap turn into exactly one more run.
--- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] pending hash,
--- KEYS[4] drop set (optional), KEYS[5] metrics hash (optional)
+-- Ask for one run of a member (a task to sync, a delivery to attempt) at ARGV[2].
+-- Coalescing lives here:
+-- * a member being worked on right now (leased) gets a "pending" mark instead, which
+--   release/reap turn into exactly one more run after the current one;
+-- * without a debounce cap (ARGV[6] = 0) a member already due keeps the earlier of its two times
+--   (ZADD LT);
+-- * with one (ARGV[6] > 0, used for events) the debounce trails: every event pushes the run to
+--   ARGV[2] (= now + debounce), but never past the first event's time + ARGV[6]. A burst of events
+--   for one task becomes one fetch after the burst, and a busy task still runs every ARGV[6] s.
+--   An event also pulls in a run that a backoff had put further ahead than that.
+-- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] pending hash, KEYS[4] since hash (first event
+-- time of a waiting member), KEYS[5] drop set (optional), KEYS[6] metrics hash (optional)
 -- ARGV[1] member, ARGV[2] due at (unix s), ARGV[3] "1" to also mark the member for drop,
--- ARGV[4] metrics field to increment ("" for none)
+-- ARGV[4] metrics field to increment ("" for none), ARGV[5] now, ARGV[6] debounce cap seconds
 -- Returns 1 when a new run was scheduled, 0 when it folded into one already due or pending.
 local member = ARGV[1]
+local at = tonumber(ARGV[2])
+local cap = tonumber(ARGV[6] or '0') or 0
 local scheduled = 0
 if redis.call('ZSCORE', KEYS[2], member) then
   scheduled = redis.call('HSETNX', KEYS[3], member, ARGV[2])
 else
-  scheduled = redis.call('ZADD', KEYS[1], 'LT', ARGV[2], member)
+  local current = redis.call('ZSCORE', KEYS[1], member)
+  if cap <= 0 then
+    scheduled = redis.call('ZADD', KEYS[1], 'LT', at, member)
+  elseif not current then
+    redis.call('ZADD', KEYS[1], at, member)
+    redis.call('HSET', KEYS[4], member, ARGV[5])
+    scheduled = 1
+  else
+    local since = tonumber(redis.call('HGET', KEYS[4], member) or '')
+    if not since then
+      since = tonumber(ARGV[5])
+      redis.call('HSET', KEYS[4], member, ARGV[5])
+    end
+    local target = math.max(tonumber(current), at)
+    if target > since + cap then target = since + cap end
+    redis.call('ZADD', KEYS[1], target, member)
+  end
 end
-if ARGV[3] == '1' and KEYS[4] then
-  redis.call('SADD', KEYS[4], member)
+if ARGV[3] == '1' and KEYS[5] then
+  redis.call('SADD', KEYS[5], member)
 end
-if ARGV[4] ~= '' and KEYS[5] then
-  redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
+if ARGV[4] ~= '' and KEYS[6] then
+  redis.call('HINCRBY', KEYS[6], ARGV[4], 1)
 end
 return scheduled

@@ -52,6 +52,8 @@ class Intake:
             member_id=settings.b24_member_id,
         )
         self.debounce = settings.b24notify_debounce_seconds
+        cap = settings.b24notify_debounce_max_seconds
+        self.debounce_cap = max(cap, self.debounce) if cap > 0 else 0.0
         self.due = DueSetKeys.of(self.keys, TASKS)
         self.schedule = redis.register_script(load_lua("schedule"))
 
@@ -69,11 +71,14 @@ class Intake:
             return self._answer({"status": "ignored", "event": event_name}, event_name, "ignored")
         member = task_member(self.portal, event.task_id)
         drop = event.type is EventType.ONTASKDELETE
+        now = time.time()
         try:
             scheduled = await self.schedule(
-                keys=[self.due.due, self.due.lease, self.due.pending, self.keys.drop(), self.keys.metrics()],
-                args=[member, time.time() + self.debounce, "1" if drop else "0",
-                      counter_field("b24notify_events", type=event.type.value, outcome="accepted")],
+                keys=[self.due.due, self.due.lease, self.due.pending, self.due.since, self.keys.drop(),
+                      self.keys.metrics()],
+                args=[member, now + self.debounce, "1" if drop else "0",
+                      counter_field("b24notify_events", type=event.type.value, outcome="accepted"),
+                      now, self.debounce_cap],
             )
         except RedisError as exc:
             # 503 tells the portal's log (and the operator) that we could not take the event.

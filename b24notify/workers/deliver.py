@@ -1,12 +1,14 @@
-"""Deliver one queued notification (an outbox entry) through its channel.
+"""Deliver queued notifications (outbox entries) through their channels.
 
 Retries follow the configured schedule (B24NOTIFY_DELIVERY_RETRY_SECONDS); when it runs out, or
-at once for a permanent error, the delivery goes to the dead-letter list with its reason.
+at once for a permanent error, the delivery goes to the dead-letter list with its reason. Chat
+messages due together go out in one ``batch`` request (one unit of the portal's rate budget).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from b24notify.alerts import Alert
@@ -23,59 +25,96 @@ KEEP_FINISHED_SECONDS = 30 * 24 * 3600  # a sent delivery is remembered this lon
 @dataclass(frozen=True)
 class DeliveryOutcome:
     delivery_id: str
-    status: str  # sent | retry | dead | skipped | stale
+    status: str  # sent | retry | dead | skipped
+
+
+@dataclass(frozen=True)
+class _Due:
+    claim: Claim
+    key: str
+    channel: str
+    alert: Alert
 
 
 def deliver(ctx: WorkerContext, claim: Claim) -> DeliveryOutcome:
-    key = ctx.keys.delivery(claim.member)
-    record = {as_text(k): as_text(v) for k, v in ctx.redis.hgetall(key).items()}
-    if not record or record.get("status") in ("sent", "dead"):
-        ctx.deliveries.complete(claim)
-        return DeliveryOutcome(claim.member, "skipped")
-    channel_name = record["channel"]
-    alert = Alert.from_json(record["alert"])
-    channel = ctx.channels.get(channel_name)
-    if channel is None:
-        return _dead(ctx, claim, key, alert, channel_name, f"channel {channel_name} is not configured")
+    return deliver_many(ctx, [claim])[0]
+
+
+def deliver_many(ctx: WorkerContext, claims: Sequence[Claim]) -> list[DeliveryOutcome]:
+    outcomes: dict[str, DeliveryOutcome] = {}
+    by_channel: dict[str, list[_Due]] = {}
+    for claim in claims:
+        key = ctx.keys.delivery(claim.member)
+        record = {as_text(k): as_text(v) for k, v in ctx.redis.hgetall(key).items()}
+        if not record or record.get("status") in ("sent", "dead"):
+            ctx.deliveries.complete(claim)
+            outcomes[claim.member] = DeliveryOutcome(claim.member, "skipped")
+            continue
+        due = _Due(claim, key, record["channel"], Alert.from_json(record["alert"]))
+        by_channel.setdefault(due.channel, []).append(due)
+    for name, items in by_channel.items():
+        channel = ctx.channels.get(name)
+        if channel is None:
+            for due in items:
+                outcomes[due.claim.member] = _dead(ctx, due, f"channel {name} is not configured")
+            continue
+        send_many = getattr(channel, "send_many", None)
+        if send_many is not None and len(items) > 1:
+            errors = send_many([due.alert for due in items])
+        else:
+            errors = [_send_one(channel, due.alert) for due in items]
+        for due, error in zip(items, errors, strict=True):
+            outcomes[due.claim.member] = _settle(ctx, due, error)
+    return [outcomes[c.member] for c in claims]
+
+
+def _send_one(channel: object, alert: Alert) -> DeliveryError | None:
     try:
-        channel.send(alert)
+        channel.send(alert)  # type: ignore[attr-defined]
     except DeliveryError as exc:
-        if not exc.retryable:
-            return _dead(ctx, claim, key, alert, channel_name, str(exc))
-        attempts = int(ctx.redis.hincrby(key, "attempts", 1))
-        ctx.redis.hset(key, "last_error", str(exc)[:500])
-        schedule = ctx.settings.b24notify_delivery_retry_seconds
-        if attempts > len(schedule):
-            return _dead(ctx, claim, key, alert, channel_name, f"gave up after {attempts} attempts: {exc}")
-        delay = schedule[attempts - 1]
-        ctx.deliveries.retry(claim, ctx.clock() + delay)
-        ctx.counters.inc("b24notify_notifications", channel=channel_name, outcome="retry")
-        log.warning("event=notify.retry channel=%s task=%d result=%d kind=%s attempt=%d delay=%.0f error=%r",
-                    channel_name, alert.task.id, alert.result.id, alert.kind.value, attempts, delay, str(exc))
-        return DeliveryOutcome(claim.member, "retry")
-    if not ctx.deliveries.holds(claim):
-        # Sent, but our lease expired meanwhile and another worker may be sending too: the one
-        # window where a repeat can happen (docs/guarantees.md). Record it anyway.
-        log.warning("event=notify.late channel=%s delivery=%s", channel_name, claim.member)
-    pipe = ctx.redis.pipeline()
-    pipe.hset(key, mapping={"status": "sent", "sent_at": str(ctx.clock())})
-    pipe.expire(key, KEEP_FINISHED_SECONDS)
-    pipe.execute()
-    ctx.deliveries.complete(claim)
-    ctx.counters.inc("b24notify_notifications", channel=channel_name, outcome="sent")
-    log.info("event=notify.sent channel=%s task=%d result=%d kind=%s", channel_name, alert.task.id,
-             alert.result.id, alert.kind.value)
-    return DeliveryOutcome(claim.member, "sent")
+        return exc
+    return None
 
 
-def _dead(ctx: WorkerContext, claim: Claim, key: str, alert: Alert, channel: str, reason: str) -> DeliveryOutcome:
+def _settle(ctx: WorkerContext, due: _Due, error: DeliveryError | None) -> DeliveryOutcome:
+    alert = due.alert
+    if error is None:
+        if not ctx.deliveries.holds(due.claim):
+            # Sent, but our lease expired meanwhile and another worker may be sending too: the one
+            # window where a repeat can happen (docs/guarantees.md). Record it anyway.
+            log.warning("event=notify.late channel=%s delivery=%s", due.channel, due.claim.member)
+        pipe = ctx.redis.pipeline()
+        pipe.hset(due.key, mapping={"status": "sent", "sent_at": str(ctx.clock())})
+        pipe.expire(due.key, KEEP_FINISHED_SECONDS)
+        pipe.execute()
+        ctx.deliveries.complete(due.claim)
+        ctx.counters.inc("b24notify_notifications", channel=due.channel, outcome="sent")
+        log.info("event=notify.sent channel=%s task=%d result=%d kind=%s", due.channel, alert.task.id,
+                 alert.result.id, alert.kind.value)
+        return DeliveryOutcome(due.claim.member, "sent")
+    if not error.retryable:
+        return _dead(ctx, due, str(error))
+    attempts = int(ctx.redis.hincrby(due.key, "attempts", 1))
+    ctx.redis.hset(due.key, "last_error", str(error)[:500])
+    schedule = ctx.settings.b24notify_delivery_retry_seconds
+    if attempts > len(schedule):
+        return _dead(ctx, due, f"gave up after {attempts} attempts: {error}")
+    delay = schedule[attempts - 1]
+    ctx.deliveries.retry(due.claim, ctx.clock() + delay)
+    ctx.counters.inc("b24notify_notifications", channel=due.channel, outcome="retry")
+    log.warning("event=notify.retry channel=%s task=%d result=%d kind=%s attempt=%d delay=%.0f error=%r",
+                due.channel, alert.task.id, alert.result.id, alert.kind.value, attempts, delay, str(error))
+    return DeliveryOutcome(due.claim.member, "retry")
+
+
+def _dead(ctx: WorkerContext, due: _Due, reason: str) -> DeliveryOutcome:
     pipe = ctx.redis.pipeline()
-    pipe.hset(key, mapping={"status": "dead", "last_error": reason[:500], "dead_at": str(ctx.clock())})
-    pipe.expire(key, KEEP_FINISHED_SECONDS)
-    pipe.zadd(ctx.keys.deadletter(), {claim.member: ctx.clock()})
+    pipe.hset(due.key, mapping={"status": "dead", "last_error": reason[:500], "dead_at": str(ctx.clock())})
+    pipe.expire(due.key, KEEP_FINISHED_SECONDS)
+    pipe.zadd(ctx.keys.deadletter(), {due.claim.member: ctx.clock()})
     pipe.execute()
-    ctx.deliveries.complete(claim)
-    ctx.counters.inc("b24notify_notifications", channel=channel, outcome="dead")
-    log.error("event=notify.dead channel=%s task=%d result=%d kind=%s reason=%r", channel, alert.task.id,
-              alert.result.id, alert.kind.value, reason)
-    return DeliveryOutcome(claim.member, "dead")
+    ctx.deliveries.complete(due.claim)
+    ctx.counters.inc("b24notify_notifications", channel=due.channel, outcome="dead")
+    log.error("event=notify.dead channel=%s task=%d result=%d kind=%s reason=%r", due.channel, due.alert.task.id,
+              due.alert.result.id, due.alert.kind.value, reason)
+    return DeliveryOutcome(due.claim.member, "dead")

@@ -32,6 +32,8 @@ class Dispatcher:
         sync_batch: int,
         delivery_batch: int,
         poll_seconds: float,
+        gather_seconds: float = 0.0,
+        max_queued_jobs: int = 1,
     ) -> None:
         self.queue = queue
         self.tasks = tasks
@@ -40,6 +42,11 @@ class Dispatcher:
         self.sync_batch = sync_batch
         self.delivery_batch = delivery_batch
         self.poll_seconds = poll_seconds
+        self.gather_seconds = gather_seconds
+        # Backpressure: while jobs wait in the queue (workers busy, or sleeping on the REST
+        # budget), due members stay in the due set, so the next claim takes them all at once and
+        # they share one batch request instead of each costing one.
+        self.max_queued_jobs = max_queued_jobs
         # A job must end well before its lease does, or the fencing token refuses its writes.
         self.job_timeout = max(5, int(lease_seconds * 0.8))
         self._stop = threading.Event()
@@ -56,11 +63,14 @@ class Dispatcher:
                 if reaped:
                     log.warning("event=lease.expired set=%s members=%d", due_set.name, len(reaped))
         enqueued = 0
+        if self.queue.count >= self.max_queued_jobs:
+            return 0
         for due_set, batch, func in (
             (self.tasks, self.sync_batch, SYNC_JOB),
             (self.deliveries, self.delivery_batch, DELIVERY_JOB),
         ):
-            claims = due_set.claim(batch, self.lease_seconds)
+            gather = self.gather_seconds if due_set is self.tasks else 0.0
+            claims = due_set.claim(batch, self.lease_seconds, gather=gather)
             if claims:
                 self.queue.enqueue_call(
                     func,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from b24notify.dueset import Claim
 from b24notify.workers.context import current_context
-from b24notify.workers.deliver import deliver
+from b24notify.workers.deliver import deliver_many
 from b24notify.workers.sync import TaskSync
 
 SYNC_JOB = "b24notify.workers.jobs.run_sync"
@@ -21,4 +21,4 @@ def run_sync(claims: list[list[str]]) -> list[str]:
 
 def run_deliveries(claims: list[list[str]]) -> list[str]:
     ctx = current_context()
-    return [deliver(ctx, Claim(member, token)).status for member, token in claims]
+    return [o.status for o in deliver_many(ctx, [Claim(member, token) for member, token in claims])]
