@@ -22,6 +22,11 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:budget:{portal}`` | string | the fleet's GCRA clock (theoretical arrival time) for the portal's REST bucket | REST client (Lua) | a minute past idle |
 | ``P:operating:{portal}:reset_at`` | hash | method → last ``operating_reset_at`` seen | REST client | none |
 | ``P:operating:{portal}:pause:{method}`` | string | the method is paused until this unix time | REST client | until then |
+| ``P:watch:{portal}:next`` | zset | task id → its next reconciliation poll | sync job, sweep, ``poll_watch`` | none |
+| ``P:watch:{portal}:active`` | zset | task id → when it was last active (event, change) | web, sync job, sweep | none |
+| ``P:watch:{portal}:status`` | hash | task id → task status the sweep saw (5 = completed) | sweep | none |
+| ``P:budget:{portal}:reconcile`` | string | GCRA clock of reconciliation's slice of the budget | reconciler | a minute past idle |
+| ``P:sweep:{portal}:last`` / ``:lock`` | string | when the last discovery sweep ran / who sweeps now | reconciler | lock 120 s |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
 
 ``{set}`` is ``tasks`` or ``deliveries``.
@@ -89,6 +94,24 @@ class Keys:
 
     def operating(self, portal: str) -> str:
         return f"{self.prefix}:operating:{portal}"
+
+    def watch_next(self, portal: str) -> str:
+        return f"{self.prefix}:watch:{portal}:next"
+
+    def watch_active(self, portal: str) -> str:
+        return f"{self.prefix}:watch:{portal}:active"
+
+    def watch_status(self, portal: str) -> str:
+        return f"{self.prefix}:watch:{portal}:status"
+
+    def reconcile_budget(self, portal: str) -> str:
+        return f"{self.prefix}:budget:{portal}:reconcile"
+
+    def sweep_last(self, portal: str) -> str:
+        return f"{self.prefix}:sweep:{portal}:last"
+
+    def sweep_lock(self, portal: str) -> str:
+        return f"{self.prefix}:sweep:{portal}:lock"
 
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"

@@ -11,12 +11,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
+
+if TYPE_CHECKING:
+    from b24notify.workers.reconcile import WatchPolicy
 
 WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>\d+)/(?P<code>[^/]+)/?$")
 DIALOG_ID = re.compile(r"^(chat\d+|sg\d+|\d+)$")
@@ -95,6 +98,12 @@ class Settings(BaseSettings):
     b24_rate_limit: str = "2/50"
     b24_rate_reserve: float = Field(default=0.2, ge=0, lt=1)
     b24_operating_limit_seconds: float = Field(default=480.0, gt=0)
+    b24_reconcile_share: float = Field(default=0.2, ge=0, le=1)
+    b24notify_watch_hot_seconds: float = Field(default=30.0, gt=0)
+    b24notify_watch_warm_seconds: float = Field(default=300.0, gt=0)
+    b24notify_watch_cold_seconds: float = Field(default=1800.0, gt=0)
+    b24notify_watch_idle_days: float = Field(default=7.0, gt=0)
+    b24notify_sweep_seconds: float = Field(default=60.0, gt=0)
     b24notify_key_prefix: str = "b24n"
     b24notify_queue: str = "b24notify"
     b24notify_debounce_seconds: float = Field(default=1.0, ge=0, le=60)
@@ -212,6 +221,17 @@ class Settings(BaseSettings):
                 raise ConfigError("SMTP_URL: is required when NOTIFY_EMAIL is set")
             if self.email_from is None:
                 raise ConfigError("EMAIL_FROM: is required when NOTIFY_EMAIL is set")
+
+    def watch_policy(self) -> WatchPolicy:
+        from b24notify.workers.reconcile import WatchPolicy
+
+        return WatchPolicy(
+            hot_interval=self.b24notify_watch_hot_seconds,
+            warm_interval=self.b24notify_watch_warm_seconds,
+            cold_interval=self.b24notify_watch_cold_seconds,
+            idle_age=self.b24notify_watch_idle_days * 86400,
+            sweep_interval=self.b24notify_sweep_seconds,
+        )
 
     @property
     def channel_names(self) -> tuple[str, ...]:

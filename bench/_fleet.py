@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,9 @@ class BenchProcess:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def wait_until(condition: Any, timeout: float, what: str, processes: list[BenchProcess] = ()) -> None:
+def wait_until(condition: Callable[[], Any], timeout: float, what: str,
+               processes: Sequence[BenchProcess] = ()) -> None:
+    """Poll ``condition`` until truthy; fail after ``timeout`` or as soon as one of ``processes`` died."""
     deadline = time.monotonic() + timeout
     while not condition():
         for p in processes:
@@ -133,6 +135,7 @@ def delete_keys(redis_url: str, prefix: str, queue: str) -> int:
         doomed = {key for pattern in patterns for key in redis.scan_iter(match=pattern, count=1000)}
         if doomed:
             redis.delete(*doomed)
+        redis.srem("rq:queues", f"rq:queue:{queue}")  # RQ's registry of every queue it has seen
         return len(doomed)
     finally:
         redis.close()

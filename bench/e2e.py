@@ -1,8 +1,8 @@
 """End-to-end benchmark: event → chat message latency through real processes, b24notify (serve +
 N workers, two debounce settings) against a bare synchronous handler, side by side in one run.
 
-    .venv/bin/python bench/e2e.py [--tasks 200] [--rate 20] [--workers 2] [--poll 0.1]
-                                  [--bucket-tasks 30] [--bucket-rate 1] [--no-bucket]
+    .venv/bin/python bench/e2e.py [--tasks 200] [--rate 20] [--workers 2] [--debounce 1 0] [--poll 0.1]
+                                  [--bucket-tasks 30] [--bucket-rate 1] [--no-bucket] [--keep-logs]
 
 Each configuration gets a fresh simulator (in this process), SMTP sink and Redis key prefix:
 create the tasks through the simulator's REST, start the handler, play a few warm-up results, then
@@ -26,12 +26,13 @@ import argparse
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +49,31 @@ from b24notify.smtp_sink import SmtpSink
 from bench._fleet import BareHandler, Fleet, delete_keys, wait_until
 
 WARMUP_TASKS = 5
+MAX_TASKS = 2000
 DIALOG_ID = "chat42"
 UNLIMITED_RATE = "100000/100000"  # b24notify's own budget when the portal's bucket is off
 MARK = re.compile(r"res-(\d+)-end")
 BATCHED_READ = re.compile(r"^r(\d+)$")  # b24notify's batch key for one task's result list
 TASK_PARAM = re.compile(r"'taskId': (\d+)")  # the same read made alone (the bare handler)
 OUR_OWN_CALLS = ("tasks.task.add", "task.commentitem.add")  # the people in the portal, not the handler
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank, as bench/_servers.py computes it."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def revision() -> str:
+    """The commit measured, "-dirty" when the working tree differs from it."""
+    try:
+        found = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return found.stdout.strip() or "unknown"
 
 
 def free_port() -> int:
@@ -72,7 +92,8 @@ class Scenario:
 
     @property
     def name(self) -> str:
-        who = f"b24notify, debounce {self.debounce:g} s" if self.handler == "b24notify" else "bare handler"
+        who = (f"b24notify, B24NOTIFY_DEBOUNCE_SECONDS={self.debounce:g}" if self.handler == "b24notify"
+               else "bare handler")
         return f"{who}{', bucket 2/50' if self.bucket else ''}"
 
 
@@ -89,14 +110,9 @@ class Outcome:
     seconds: float = 0.0  # first event queued → last message posted
     mails: int = 0
     posts_refused: int = 0  # our own posts that hit QUERY_LIMIT_EXCEEDED and were retried
+    settled: bool = True  # nothing in flight, due or leased when we counted
     rest_calls: Counter[str] = field(default_factory=Counter)
     rest_errors: Counter[str] = field(default_factory=Counter)
-
-    def pct(self, p: float, values: list[float] | None = None) -> float:
-        ordered = sorted(self.latencies_ms if values is None else values)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
     @property
     def throughput(self) -> float:
@@ -200,7 +216,7 @@ def fleet_idle(redis: Redis, prefix: str) -> bool:
 
 @contextmanager
 def handler_for(scenario: Scenario, sim: RunningSimulator, sink: SmtpSink, args: argparse.Namespace,
-                log_dir: Path) -> Iterator[tuple[str, Any]]:
+                log_dir: Path) -> Iterator[tuple[str, Callable[[], bool]]]:
     """Start the handler under test; yields its webhook URL and an ``idle()`` check."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/webhooks/bitrix24"
@@ -251,7 +267,7 @@ def run(scenario: Scenario, args: argparse.Namespace, log_dir: Path) -> Outcome:
                 while time.monotonic() < deadline and not set(measured) <= set(messaged_tasks(sim)):
                     time.sleep(0.25)
                 # Quiet (no event in flight, nothing due or leased) before counting duplicates.
-                wait_until(lambda: sim.control.wait_events(1) and idle(), args.drain, "the handler did not settle")
+                outcome.settled = quiet_within(lambda: bool(sim.control.wait_events(1)) and idle(), args.drain)
                 events = sim.control.events()
                 shown = messaged_tasks(sim)
                 log = sim.control.calls()
@@ -261,6 +277,15 @@ def run(scenario: Scenario, args: argparse.Namespace, log_dir: Path) -> Outcome:
             portal.close()
     measure(outcome, set(measured), events, shown, log["calls"])
     return outcome
+
+
+def quiet_within(quiet: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not quiet():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], shown: Counter[int],
@@ -300,27 +325,33 @@ def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], 
 
 
 def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
-    print(f"\nevent → chat message, measured on the simulator's clock (event queued → im.message.add "
-          f"answered); {args.workers} workers, B24NOTIFY_POLL_SECONDS={args.poll:g}, "
-          f"{WARMUP_TASKS} warm-up results not counted\n")
+    print(f"\nevent → chat message at {revision()}, on the simulator's clock (event queued → im.message.add "
+          f"answered, alone or in a batch); b24notify: {args.workers} workers, B24NOTIFY_POLL_SECONDS={args.poll:g}; "
+          f"{WARMUP_TASKS} warm-up results per row not counted; msg/s = chat messages / (first event queued → "
+          f"last message)\n")
     print("| configuration | events | offered/s | p50 ms | p95 ms | p99 ms | max ms | msg/s | chat messages "
           "| duplicates | missing |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for o in outcomes:
-        print(f"| {o.scenario.name} | {o.events} | {o.scenario.rate:g} | {o.pct(50):.0f} | {o.pct(95):.0f} "
-              f"| {o.pct(99):.0f} | {max(o.latencies_ms, default=float('nan')):.0f} | {o.throughput:.1f} "
+        ms = o.latencies_ms
+        print(f"| {o.scenario.name} | {o.events} | {o.scenario.rate:g} | {percentile(ms, 50):.0f} "
+              f"| {percentile(ms, 95):.0f} | {percentile(ms, 99):.0f} | {max(ms, default=float('nan')):.0f} "
+              f"| {o.throughput:.1f} "
               f"| {o.messages} | {o.duplicates} | {o.missing} |")
     print()
     for o in outcomes:
         per_event = {m: round(n / max(1, o.events), 2) for m, n in sorted(o.rest_calls.items())}
-        notes = [f"event → result list read p50 {o.pct(50, o.to_read_ms):.0f} ms, "
-                 f"p95 {o.pct(95, o.to_read_ms):.0f} ms", f"REST requests per event {per_event}", f"e-mails {o.mails}"]
+        notes = [f"event → result list read p50 {percentile(o.to_read_ms, 50):.0f} ms, "
+                 f"p95 {percentile(o.to_read_ms, 95):.0f} ms", f"REST requests per event {per_event}",
+                 f"e-mails {o.mails}"]
         if o.events_failed:
             notes.append(f"events not delivered {o.events_failed}")
         if o.rest_errors:
             notes.append(f"portal refusals {dict(o.rest_errors)}")
         if o.posts_refused:
             notes.append(f"our posts refused by the bucket and retried {o.posts_refused}")
+        if not o.settled:
+            notes.append(f"NOT QUIET after {args.drain:g} s: work was still due or leased when counted")
         print(f"- {o.scenario.name}: " + "; ".join(notes))
 
 
@@ -339,6 +370,9 @@ def main() -> None:
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and print where")
     args = parser.parse_args()
     args.redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+    if max(args.tasks, args.bucket_tasks) > MAX_TASKS:
+        parser.error(f"at most {MAX_TASKS} tasks: the simulator's call log, where we read the times, keeps "
+                     "the last 10,000 calls")
 
     scenarios = [Scenario("b24notify", args.tasks, args.rate, debounce=d) for d in args.debounce]
     scenarios.append(Scenario("bare", args.tasks, args.rate))

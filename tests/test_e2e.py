@@ -22,6 +22,8 @@ from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.e2e
 
+HOT_POLL_SECONDS = 3.0
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -67,6 +69,7 @@ def fleet(redis_url, key_prefix, redis) -> Iterator[dict]:
             "B24_WEBHOOK_URL": sim.webhook_url, "B24_APPLICATION_TOKEN": sim.config.application_token,
             "NOTIFY_CHAT": "chat42", "NOTIFY_EMAIL": "team@example.com", "SMTP_URL": sink.url,
             "EMAIL_FROM": "b24notify@example.com", "B24NOTIFY_DEBOUNCE_SECONDS": "0.3",
+            "B24NOTIFY_WATCH_HOT_SECONDS": str(HOT_POLL_SECONDS),
         }
         # A result that exists before b24notify is connected: the silent baseline.
         old_task = user.add_task("Old task")
@@ -156,3 +159,19 @@ def test_forged_client_endpoint_is_never_called(fleet):
         assert listener.hits == 0
     finally:
         listener.close()
+
+
+def test_result_pinned_without_an_event_is_notified_within_the_poll_bound(fleet):
+    sim, sink, user = fleet["sim"], fleet["sink"], fleet["user"]
+    task = user.add_task("Quiet pin")  # ONTASKADD: the task is now watched, polled every 3 s
+    comment = user.comment(task, "Signed and scanned")  # a plain comment (an event, no result)
+    wait_for(lambda: _quiet(fleet), 30, "the fleet did not go quiet")
+    pinned_at = time.monotonic()
+    user.pin(comment)  # tasks.task.result.addFromComment: no event at all
+    wait_for(lambda: len(chat(sim)) >= 1, 30, "the pinned result was never noticed")
+    noticed_after = time.monotonic() - pinned_at
+    # Bound for a task active in the last hour: one poll interval, plus a reconcile tick (1 s),
+    # plus the sync and the delivery.
+    assert noticed_after <= HOT_POLL_SECONDS + 3.0, noticed_after
+    assert "New result" in chat(sim)[0]
+    sink.wait_for(1, timeout=10)

@@ -9,9 +9,11 @@
 --   for one task becomes one fetch after the burst, and a busy task still runs every ARGV[6] s.
 --   An event also pulls in a run that a backoff had put further ahead than that.
 -- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] pending hash, KEYS[4] since hash (first event
--- time of a waiting member), KEYS[5] drop set (optional), KEYS[6] metrics hash (optional)
+-- time of a waiting member), KEYS[5] drop set (optional), KEYS[6] metrics hash (optional),
+-- KEYS[7] watch activity zset, KEYS[8] watch next-poll zset (optional, events only)
 -- ARGV[1] member, ARGV[2] due at (unix s), ARGV[3] "1" to also mark the member for drop,
--- ARGV[4] metrics field to increment ("" for none), ARGV[5] now, ARGV[6] debounce cap seconds
+-- ARGV[4] metrics field to increment ("" for none), ARGV[5] now, ARGV[6] debounce cap seconds,
+-- ARGV[7] task id for the watch set, ARGV[8] its first poll interval
 -- Returns 1 when a new run was scheduled, 0 when it folded into one already due or pending.
 local member = ARGV[1]
 local at = tonumber(ARGV[2])
@@ -43,5 +45,10 @@ if ARGV[3] == '1' and KEYS[5] then
 end
 if ARGV[4] ~= '' and KEYS[6] then
   redis.call('HINCRBY', KEYS[6], ARGV[4], 1)
+end
+if KEYS[8] and ARGV[7] then
+  -- An event means the task is active: reconciliation polls it often from now on.
+  redis.call('ZADD', KEYS[7], ARGV[5], ARGV[7])
+  redis.call('ZADD', KEYS[8], 'NX', tonumber(ARGV[5]) + tonumber(ARGV[8]), ARGV[7])
 end
 return scheduled

@@ -51,6 +51,7 @@ class RateBudget:
         *,
         max_wait: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
+        margin: int = JITTER_MARGIN,
     ) -> None:
         self.key = key
         self.limit = limit
@@ -60,7 +61,7 @@ class RateBudget:
         self._emission = 1.0 / limit.drain
         # Requests reach the portal a little later, and less evenly, than we count them here: keep
         # a few requests of the burst unused so that jitter never tips the portal's bucket over.
-        burst = max(1, limit.capacity - JITTER_MARGIN)
+        burst = max(1, limit.capacity - margin)
         self._tau = (burst - 1) * self._emission
 
     def try_take(self) -> float:

@@ -26,6 +26,7 @@ from b24notify.rest.client import RestClient
 from b24notify.rest.guard import PortalGuard
 from b24notify.rest.operating import OperatingBudget
 from b24notify.settings import Settings
+from b24notify.workers.reconcile import Reconciler, Watch
 
 
 @dataclass
@@ -39,6 +40,8 @@ class WorkerContext:
     channels: Mapping[str, Channel]
     counters: Counters
     connected_at: datetime
+    watch: Watch
+    reconciler: Reconciler | None
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -103,14 +106,23 @@ def build_context(settings: Settings, redis: Redis) -> WorkerContext:
     if settings.notify_email and settings.smtp_url is not None and settings.email_from:
         smtp = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
         channels["email"] = EmailChannel(smtp, settings.email_from, settings.notify_email)
+    tasks = DueSet(redis, keys, TASKS)
+    watch = Watch(redis, keys, settings.portal, settings.watch_policy())
+    reconciler = None
+    if settings.b24_reconcile_share > 0:
+        reconciler = Reconciler(redis, keys, client, tasks, watch,
+                                portal_limit=RateLimit.parse(settings.b24_rate_limit),
+                                share=settings.b24_reconcile_share)
     return WorkerContext(
         settings=settings,
         redis=redis,
         keys=keys,
-        tasks=DueSet(redis, keys, TASKS),
+        tasks=tasks,
         deliveries=DueSet(redis, keys, DELIVERIES),
         client=client,
         channels=channels,
         counters=counters,
         connected_at=ensure_connected_at(redis, keys, settings.portal),
+        watch=watch,
+        reconciler=reconciler,
     )

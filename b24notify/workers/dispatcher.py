@@ -15,10 +15,12 @@ from rq import Queue
 
 from b24notify.dueset import DueSet
 from b24notify.workers.jobs import DELIVERY_JOB, SYNC_JOB
+from b24notify.workers.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
 REAP_EVERY_SECONDS = 2.0
+RECONCILE_EVERY_SECONDS = 1.0
 
 
 class Dispatcher:
@@ -34,7 +36,10 @@ class Dispatcher:
         poll_seconds: float,
         gather_seconds: float = 0.0,
         max_queued_jobs: int = 1,
+        reconciler: Reconciler | None = None,
     ) -> None:
+        self.reconciler = reconciler
+        self._last_reconcile = 0.0
         self.queue = queue
         self.tasks = tasks
         self.deliveries = deliveries
@@ -62,6 +67,9 @@ class Dispatcher:
                 reaped = due_set.reap()
                 if reaped:
                     log.warning("event=lease.expired set=%s members=%d", due_set.name, len(reaped))
+        if self.reconciler is not None and now - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
+            self._last_reconcile = now
+            self.reconciler.tick()
         enqueued = 0
         if self.queue.count >= self.max_queued_jobs:
             return 0

@@ -147,6 +147,7 @@ class TaskSync:
         if queued < 0:
             return SyncOutcome(item.task_id, "stale", item.diff)
         ctx.tasks.complete(item.claim)
+        self._watch(item)
         for change in item.diff.changes:
             ctx.counters.inc("b24notify_changes", kind=change.kind.value)
             log.info("event=result.%s portal=%s task=%d result=%d", change.kind.value, ctx.portal, item.task_id,
@@ -156,6 +157,16 @@ class TaskSync:
                      len(item.diff.baseline))
         ctx.counters.inc("b24notify_jobs", outcome="synced")
         return SyncOutcome(item.task_id, "synced", item.diff, queued, alerts=alerts)
+
+    def _watch(self, item: _Pending) -> None:
+        """Keep the task in the watch set for reconciliation, or let it go: a completed task whose
+        results are all closed has nothing left to tell (its next change brings it back)."""
+        watch = self.ctx.watch
+        all_closed = all(stored.status == 1 for stored in item.diff.state.values())
+        if all_closed and watch.is_completed(item.task_id):
+            watch.forget(item.task_id)
+        else:
+            watch.touch([item.task_id], active=bool(item.diff.changes))
 
     def _alert(self, task: TaskInfo, kind: ChangeKind, key: str, result: TaskResult, names: dict[int, str]) -> Alert:
         return Alert(
@@ -200,6 +211,7 @@ class TaskSync:
             return SyncOutcome(task_id, "stale")
         ctx.redis.srem(ctx.keys.drop(), claim.member)
         self.reads.forget_task(task_id)
+        ctx.watch.forget(task_id)
         ctx.tasks.complete(claim)
         ctx.counters.inc("b24notify_jobs", outcome="dropped")
         log.info("event=task.dropped portal=%s task=%d reason=%s", ctx.portal, task_id, why)

@@ -38,6 +38,7 @@ def make_dispatcher(ctx: WorkerContext, queue: Queue) -> Dispatcher:
         delivery_batch=s.b24notify_delivery_batch,
         poll_seconds=s.b24notify_poll_seconds,
         gather_seconds=s.b24notify_gather_seconds,
+        reconciler=ctx.reconciler,
     )
 
 

@@ -1,0 +1,34 @@
+-- Reconciliation: results can appear with no event at all (PROTOCOL.md §2), so watched tasks are
+-- re-read on an adaptive schedule. This picks the watched tasks whose poll is due, asks for a
+-- sync of each (the task due set, ZADD LT: never delays a sync already asked for), and sets each
+-- one's next poll from how recently it was active: often when it was active lately, rarely when
+-- quiet; a task quiet for longer than the idle limit leaves the watch set (its next event or a
+-- discovery sweep brings it back).
+-- KEYS[1] watch next-poll zset, KEYS[2] watch activity zset, KEYS[3] task due zset
+-- ARGV[1] now, ARGV[2] limit, ARGV[3] member prefix ("portal|"),
+-- ARGV[4] hot interval, ARGV[5] warm interval, ARGV[6] cold interval,
+-- ARGV[7] hot age, ARGV[8] warm age, ARGV[9] idle age (drop)
+-- Returns {scheduled, dropped}.
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local scheduled, dropped = 0, 0
+for _, task in ipairs(due) do
+  local active = tonumber(redis.call('ZSCORE', KEYS[2], task) or '0')
+  local age = now - active
+  if age > tonumber(ARGV[9]) then
+    redis.call('ZREM', KEYS[1], task)
+    redis.call('ZREM', KEYS[2], task)
+    dropped = dropped + 1
+  else
+    local interval = tonumber(ARGV[6])
+    if age <= tonumber(ARGV[7]) then
+      interval = tonumber(ARGV[4])
+    elseif age <= tonumber(ARGV[8]) then
+      interval = tonumber(ARGV[5])
+    end
+    redis.call('ZADD', KEYS[1], now + interval, task)
+    redis.call('ZADD', KEYS[3], 'LT', now, ARGV[3] .. task)
+    scheduled = scheduled + 1
+  end
+end
+return {scheduled, dropped}

@@ -1,0 +1,209 @@
+"""Reconciliation: notice results that came with no event (pinned from the context menu or through
+``tasks.task.result.addFromComment``, PROTOCOL.md §2) or whose event was lost (Bitrix24 never
+re-sends, §1).
+
+Two parts, both run from every worker's dispatcher loop and both paid from their own slice of the
+portal's REST budget (``B24_RECONCILE_SHARE``, default 20 %):
+
+- the **watch set**: tasks seen lately (events, syncs, the sweep), each re-read on an adaptive
+  schedule — every ``hot`` seconds while active within the last hour, every ``warm`` seconds
+  within the last day, every ``cold`` seconds after that, dropped after ``idle`` days or once the
+  task is completed with every result closed. Polls go through the normal task due set, so they
+  share ``batch`` requests with event-driven syncs (50 tasks a request).
+- the **discovery sweep**: ``tasks.task.list`` filtered on ``>=CHANGED_DATE`` since the last sweep,
+  paged, finds tasks that changed without us hearing of it, and adds them to the watch set. One
+  worker sweeps at a time (a Redis lock).
+
+The bound this gives is in docs/guarantees.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis import Redis
+
+from b24notify.dueset import DueSet, load_lua
+from b24notify.keys import Keys, as_text, task_member
+from b24notify.rest.budget import RateBudget, RateLimit
+from b24notify.rest.client import RestClient
+from b24notify.rest.errors import B24Error, BudgetSpent
+
+log = logging.getLogger(__name__)
+
+BATCH_TASKS = 50
+SWEEP_OVERLAP_SECONDS = 120  # CHANGED_DATE is to the second and clocks differ: look back a little
+MAX_SWEEP_PAGES = 200
+COMPLETED = 5
+
+
+@dataclass(frozen=True)
+class WatchPolicy:
+    hot_interval: float = 30.0
+    warm_interval: float = 300.0
+    cold_interval: float = 1800.0
+    hot_age: float = 3600.0
+    warm_age: float = 86400.0
+    idle_age: float = 7 * 86400.0
+    sweep_interval: float = 60.0
+
+
+class Watch:
+    """The watch set of one portal (two zsets: next poll time, last activity)."""
+
+    def __init__(self, redis: Redis, keys: Keys, portal: str, policy: WatchPolicy,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.portal = portal
+        self.policy = policy
+        self.clock = clock
+        self.next_key = keys.watch_next(portal)
+        self.active_key = keys.watch_active(portal)
+        self.status_key = keys.watch_status(portal)
+
+    def touch(self, task_ids: list[int], *, active: bool) -> None:
+        """Watch these tasks; ``active`` marks them as active now (an event, a change)."""
+        if not task_ids:
+            return
+        now = self.clock()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self.next_key, {str(t): now + self.policy.hot_interval for t in task_ids}, nx=True)
+        if active:
+            pipe.zadd(self.active_key, {str(t): now for t in task_ids})
+        else:
+            pipe.zadd(self.active_key, {str(t): now for t in task_ids}, nx=True)
+        pipe.execute()
+
+    def forget(self, task_id: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in (self.next_key, self.active_key):
+            pipe.zrem(key, str(task_id))
+        pipe.hdel(self.status_key, str(task_id))
+        pipe.execute()
+
+    def record_status(self, statuses: dict[int, int]) -> None:
+        if statuses:
+            self.redis.hset(self.status_key, mapping={str(t): s for t, s in statuses.items()})
+
+    def is_completed(self, task_id: int) -> bool:
+        status = self.redis.hget(self.status_key, str(task_id))
+        return status is not None and int(as_text(status)) == COMPLETED
+
+    def due_count(self) -> int:
+        return int(self.redis.zcount(self.next_key, "-inf", self.clock()))
+
+    def size(self) -> int:
+        return int(self.redis.zcard(self.next_key))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        client: RestClient,
+        tasks: DueSet,
+        watch: Watch,
+        *,
+        portal_limit: RateLimit,
+        share: float,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.client = client
+        self.tasks = tasks
+        self.watch = watch
+        self.portal = watch.portal
+        # Our slice of the portal's bucket: `share` of its drain, a small burst. It only decides
+        # how much reconciliation may ask for; the requests themselves still pass the fleet budget.
+        slice_ = RateLimit(portal_limit.drain * share, max(3, int(portal_limit.capacity * share)))
+        self.budget = RateBudget(redis, keys.reconcile_budget(self.portal), slice_, max_wait=0, margin=0)
+        self._poll = redis.register_script(load_lua("poll_watch"))
+
+    def tick(self) -> None:
+        self.poll_watched()
+        self.sweep_if_due()
+
+    def poll_watched(self) -> int:
+        """Ask for a sync of the watched tasks whose poll is due, one batch request's worth (50
+        tasks) per unit of the reconcile budget."""
+        due = self.watch.due_count()
+        if not due:
+            return 0
+        units = 0
+        for _ in range(math.ceil(due / BATCH_TASKS)):
+            if self.budget.try_take() > 0:
+                break
+            units += 1
+        if not units:
+            return 0
+        p = self.watch.policy
+        scheduled, dropped = self._poll(
+            keys=[self.watch.next_key, self.watch.active_key, self.tasks.k.due],
+            args=[self.watch.clock(), units * BATCH_TASKS, f"{self.portal}|",
+                  p.hot_interval, p.warm_interval, p.cold_interval, p.hot_age, p.warm_age, p.idle_age],
+        )
+        if dropped:
+            log.info("event=watch.dropped portal=%s tasks=%d reason=idle", self.portal, dropped)
+        return int(scheduled)
+
+    def sweep_if_due(self) -> int:
+        """Every ``sweep_interval`` seconds one worker lists the tasks changed since the last sweep."""
+        now = self.watch.clock()
+        last_key = self.keys.sweep_last(self.portal)
+        last = self.redis.get(last_key)
+        if last is not None and now - float(as_text(last)) < self.watch.policy.sweep_interval:
+            return 0
+        if self.redis.exists(self.keys.halted(self.portal)):
+            return 0  # calls to the portal are paused (a permanent error): no sweep either
+        if not self.redis.set(self.keys.sweep_lock(self.portal), "1", nx=True, ex=120):
+            return 0
+        try:
+            since = float(as_text(last)) if last is not None else now - self.watch.policy.hot_age
+            found = self._sweep(since - SWEEP_OVERLAP_SECONDS)
+        except (B24Error, BudgetSpent) as exc:
+            log.warning("event=sweep.failed portal=%s code=%s", self.portal, getattr(exc, "code", type(exc).__name__))
+            return 0
+        finally:
+            self.redis.delete(self.keys.sweep_lock(self.portal))
+        self.redis.set(last_key, repr(now))
+        return found
+
+    def _sweep(self, since: float) -> int:
+        changed_since = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+        start: int | None = 0
+        pages = 0
+        found: list[int] = []
+        statuses: dict[int, int] = {}
+        while start is not None and pages < MAX_SWEEP_PAGES:
+            if self.budget.try_take() > 0:
+                break  # out of our slice: the next sweep starts from the same point
+            answer = self.client.call_page("tasks.task.list", {
+                "filter": {">=CHANGED_DATE": changed_since},
+                "select": ["ID", "STATUS", "CHANGED_DATE"],
+                "params": {"WITH_RESULT_INFO": "Y"},
+                "order": {"ID": "asc"},
+                "start": start,
+            })
+            rows = answer.result.get("tasks", []) if isinstance(answer.result, dict) else []
+            for row in rows if isinstance(rows, list) else []:
+                try:
+                    task_id = int(row.get("id") or row.get("ID"))
+                    statuses[task_id] = int(row.get("status") or row.get("STATUS") or 0)
+                except (TypeError, ValueError, AttributeError):
+                    continue
+                found.append(task_id)
+            start, pages = answer.next, pages + 1
+        self.watch.record_status(statuses)
+        self.watch.touch(found, active=True)
+        for task_id in found:
+            # A changed task is read now, not at its next poll: that is the point of the sweep.
+            self.tasks.schedule(task_member(self.portal, task_id))
+        if found:
+            log.info("event=sweep.found portal=%s tasks=%d pages=%d", self.portal, len(found), pages)
+        return len(found)

@@ -1,0 +1,100 @@
+"""Reconciliation: results that arrive with no event are found by polling the watch set and by
+the discovery sweep, within the reconcile share of the REST budget."""
+
+from __future__ import annotations
+
+import time
+
+from b24notify.keys import task_member
+from b24notify.rest.budget import RateLimit
+from b24notify.workers.reconcile import Reconciler, Watch, WatchPolicy
+from b24notify.workers.sync import TaskSync
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_due_syncs(ctx) -> list:
+    outcomes = []
+    while claims := ctx.tasks.claim(50, 60):
+        outcomes += TaskSync(ctx).run_many(claims)
+    return outcomes
+
+
+def test_watched_tasks_are_polled_often_when_active_rarely_when_quiet_and_dropped_when_idle(redis, keys, ctx):
+    clock = Clock()
+    policy = WatchPolicy(hot_interval=30, warm_interval=300, cold_interval=1800, hot_age=3600, warm_age=86400,
+                         idle_age=7 * 86400)
+    watch = Watch(redis, keys, "p", policy, clock=clock)
+    reconciler = Reconciler(redis, keys, ctx.client, ctx.tasks, watch, portal_limit=RateLimit(2, 50), share=0.2)
+    watch.touch([1], active=True)
+    clock.now -= 2 * 3600
+    watch.touch([2], active=True)  # active two hours ago
+    clock.now -= 10 * 86400
+    watch.touch([3], active=True)  # active ten days ago
+    clock.now += 10 * 86400 + 2 * 3600 + 31
+    assert reconciler.poll_watched() == 2  # 1 and 2 are due; 3 is idle and leaves the watch set
+    assert redis.zscore(watch.next_key, "1") == clock.now + 30
+    assert redis.zscore(watch.next_key, "2") == clock.now + 300
+    assert redis.zscore(watch.next_key, "3") is None
+    due = {m.decode() for m in redis.zrange(ctx.tasks.k.due, 0, -1)}
+    assert due == {"p|1", "p|2"}
+
+
+def test_reconcile_polls_stay_inside_their_budget_share(redis, keys, ctx):
+    clock = Clock()
+    watch = Watch(redis, keys, "p", WatchPolicy(hot_interval=1), clock=clock)
+    reconciler = Reconciler(redis, keys, ctx.client, ctx.tasks, watch, portal_limit=RateLimit(2, 50), share=0.2)
+    watch.touch(list(range(1, 1001)), active=True)
+    clock.now += 2
+    # The slice is 0.4 requests/s with a burst of 10: at most 10 batch requests' worth (500 tasks) now.
+    assert reconciler.poll_watched() == 500
+    assert reconciler.poll_watched() == 0
+
+
+def test_result_pinned_without_an_event_is_found_by_the_watch_poll(ctx, simulator, user):
+    task = user.add_task()
+    run_due_syncs_for(ctx, task)
+    comment = user.comment(task, "Ready for review")
+    user.pin(comment)  # no event at all
+    later = time.time() + 31
+    ctx.watch.clock = ctx.tasks.clock = lambda: later  # the task's poll (every 30 s while active) comes due
+    assert ctx.reconciler is not None
+    ctx.reconciler.budget.try_take = lambda: 0.0  # type: ignore[method-assign]
+    assert ctx.reconciler.poll_watched() == 1
+    (outcome,) = run_due_syncs(ctx)
+    assert [c.kind.value for c in outcome.diff.changes] == ["new"]
+
+
+def run_due_syncs_for(ctx, task_id: int) -> None:
+    ctx.tasks.schedule(task_member(ctx.portal, task_id), at=0)
+    run_due_syncs(ctx)
+
+
+def test_discovery_sweep_finds_tasks_we_never_heard_of(ctx, simulator, user, redis, keys):
+    task = user.add_task("Changed while we were not listening")
+    assert ctx.reconciler is not None
+    assert ctx.reconciler.sweep_if_due() >= 1
+    assert redis.zscore(keys.watch_next(ctx.portal), str(task)) is not None
+    outcomes = {o.task_id: o for o in run_due_syncs(ctx)}
+    assert outcomes[task].status == "synced"
+    assert ctx.reconciler.sweep_if_due() == 0  # not again before the sweep interval
+    sweeps = [c for c in simulator.control.calls()["calls"] if c["method"] == "tasks.task.list"]
+    assert len(sweeps) == 1
+    assert sweeps[0]["params"]["filter"][">=CHANGED_DATE"]
+
+
+def test_completed_task_with_closed_results_leaves_the_watch_set(ctx, simulator, user, redis, keys):
+    task = user.add_task()
+    user.comment(task, "Done", as_result=True)
+    run_due_syncs_for(ctx, task)
+    assert redis.zscore(keys.watch_next(ctx.portal), str(task)) is not None
+    user.complete(task)
+    ctx.reconciler.sweep_if_due()  # sees status 5
+    run_due_syncs(ctx)  # the sweep asked for a sync: the result closes, the task leaves
+    assert redis.zscore(keys.watch_next(ctx.portal), str(task)) is None
