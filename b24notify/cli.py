@@ -73,6 +73,12 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from b24notify.doctor import run_doctor
+
+    return run_doctor(_settings(args))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from b24notify.launcher import run_up
 
@@ -118,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("ids", nargs="*", help="delivery ids as `deadletter list` shows them")
     replay.add_argument("--all", action="store_true", help="replay every dead delivery")
     deadletter.set_defaults(func=cmd_deadletter)
+
+    doctor = sub.add_parser("doctor", help="check config, Redis, the portal and the queues")
+    doctor.set_defaults(func=cmd_doctor)
 
     up = sub.add_parser("up", help="web + workers on this machine; a demo portal when none is configured")
     up.add_argument("--host", default="127.0.0.1")

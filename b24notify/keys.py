@@ -26,7 +26,7 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:watch:{portal}:active`` | zset | task id → when it was last active (event, change) | web, sync job, sweep | none |
 | ``P:watch:{portal}:status`` | hash | task id → task status the sweep saw (5 = completed) | sweep | none |
 | ``P:budget:{portal}:reconcile`` | string | GCRA clock of reconciliation's slice of the budget | reconciler | a minute past idle |
-| ``P:sweep:{portal}:last`` / ``:lock`` | string | when the last discovery sweep ran / who sweeps now | reconciler | lock 120 s |
+| ``P:sweep:{portal}:last`` / ``:lock`` | string | when the last discovery sweep ran / who sweeps now | reconciler | lock 30 s |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
 
 ``{set}`` is ``tasks`` or ``deliveries``.

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis import Redis
 
+from b24notify.settings import Settings
 from b24notify.simulator import RunningSimulator, SimulatorConfig
 from b24notify.smtp_sink import SmtpSink
 from bench._fleet import BareHandler, Fleet, delete_keys, wait_until
@@ -74,6 +75,15 @@ def revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return found.stdout.strip() or "unknown"
+
+
+def timing_settings(poll: float) -> str:
+    """The product's other timing knobs, as every b24notify row runs them: ours, or their defaults."""
+    shown = [f"B24NOTIFY_POLL_SECONDS={poll:g}"]
+    for name in ("b24notify_gather_seconds", "b24notify_debounce_max_seconds"):
+        if (known := Settings.model_fields.get(name)) is not None:
+            shown.append(f"{name.upper()}={known.default:g} (default)")
+    return ", ".join(shown)
 
 
 def free_port() -> int:
@@ -326,7 +336,7 @@ def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], 
 
 def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
     print(f"\nevent → chat message at {revision()}, on the simulator's clock (event queued → im.message.add "
-          f"answered, alone or in a batch); b24notify: {args.workers} workers, B24NOTIFY_POLL_SECONDS={args.poll:g}; "
+          f"answered, alone or in a batch); b24notify: {args.workers} workers, {timing_settings(args.poll)}; "
           f"{WARMUP_TASKS} warm-up results per row not counted; msg/s = chat messages / (first event queued → "
           f"last message)\n")
     print("| configuration | events | offered/s | p50 ms | p95 ms | p99 ms | max ms | msg/s | chat messages "

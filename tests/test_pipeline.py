@@ -211,3 +211,18 @@ def test_server_errors_reschedule_the_task(ctx, simulator, user):
     assert outcome.status == "retry"
     due_at = ctx.tasks.next_due_at()
     assert due_at is not None and due_at > ctx.clock()
+
+
+def test_doctor_says_what_is_wrong(settings, simulator, redis, keys, capsys):
+    from b24notify.doctor import run_doctor
+
+    lines: list[str] = []
+    assert run_doctor(settings, lines.append) == 0
+    assert all(line.startswith("ok") for line in lines)
+    redis.set(keys.halted(settings.portal), "tasks.task.result.list NO_AUTH_FOUND (HTTP 401)")
+    simulator.control.add_faults({"method": "*", "error": "insufficient_scope", "count": 5})
+    lines.clear()
+    assert run_doctor(settings, lines.append) == 1
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert any("NO_AUTH_FOUND" in line for line in failed)
+    assert any("insufficient_scope" in line and "halt_portal" in line for line in failed)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 BATCH_TASKS = 50
 SWEEP_OVERLAP_SECONDS = 120  # CHANGED_DATE is to the second and clocks differ: look back a little
 MAX_SWEEP_PAGES = 200
+SWEEP_LOCK_SECONDS = 30  # a sweeper that died holds the lock no longer than this
 COMPLETED = 5
 
 
@@ -161,7 +162,7 @@ class Reconciler:
             return 0
         if self.redis.exists(self.keys.halted(self.portal)):
             return 0  # calls to the portal are paused (a permanent error): no sweep either
-        if not self.redis.set(self.keys.sweep_lock(self.portal), "1", nx=True, ex=120):
+        if not self.redis.set(self.keys.sweep_lock(self.portal), "1", nx=True, ex=SWEEP_LOCK_SECONDS):
             return 0
         try:
             since = float(as_text(last)) if last is not None else now - self.watch.policy.hot_age
