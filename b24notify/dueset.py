@@ -68,6 +68,7 @@ class DueSet:
         self._claim = redis.register_script(load_lua("claim"))
         self._release = redis.register_script(load_lua("release"))
         self._reap = redis.register_script(load_lua("reap"))
+        self._extend = redis.register_script(load_lua("extend"))
 
     def schedule(self, member: str, at: float | None = None, debounce_cap: float = 0.0) -> bool:
         """Ask for a run at ``at`` (default now). See schedule.lua for the coalescing rules."""
@@ -101,6 +102,16 @@ class DueSet:
         keys = [self.k.due, self.k.lease, self.k.token, self.k.pending]
         reaped = self._reap(keys=keys, args=[self.clock(), limit])
         return [m.decode() if isinstance(m, bytes) else str(m) for m in reaped]
+
+    def renew(self, claims: list[Claim], lease_seconds: float) -> list[Claim]:
+        """Renew the leases still held and return those claims; drop the ones lost meanwhile."""
+        if not claims:
+            return []
+        args: list[Any] = [self.clock() + lease_seconds]
+        for claim in claims:
+            args += [claim.member, claim.token]
+        held = {_text(m) for m in self._extend(keys=[self.k.lease, self.k.token], args=args)}
+        return [c for c in claims if c.member in held]
 
     def holds(self, claim: Claim) -> bool:
         current = self.redis.hget(self.k.token, claim.member)

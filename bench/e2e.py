@@ -334,8 +334,8 @@ def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], 
                     outcome.rest_errors[call["error"]] += 1
 
 
-def print_table(outcomes: list[Outcome], args: argparse.Namespace) -> None:
-    print(f"\nevent → chat message at {revision()}, on the simulator's clock (event queued → im.message.add "
+def print_table(outcomes: list[Outcome], args: argparse.Namespace, measured_at: str) -> None:
+    print(f"\nevent → chat message at {measured_at}, on the simulator's clock (event queued → im.message.add "
           f"answered, alone or in a batch); b24notify: {args.workers} workers, {timing_settings(args.poll)}; "
           f"{WARMUP_TASKS} warm-up results per row not counted; msg/s = chat messages / (first event queued → "
           f"last message)\n")
@@ -390,7 +390,7 @@ def main() -> None:
         scenarios += [Scenario("b24notify", args.bucket_tasks, args.bucket_rate, debounce=args.debounce[0],
                                bucket=True),
                       Scenario("bare", args.bucket_tasks, args.bucket_rate, bucket=True)]
-    started = time.monotonic()
+    started, measured_at = time.monotonic(), revision()  # the processes start from this tree
     outcomes = []
     log_context: AbstractContextManager[str] = (
         nullcontext(tempfile.mkdtemp(prefix="b24notify-e2e-")) if args.keep_logs
@@ -402,7 +402,7 @@ def main() -> None:
             began = time.monotonic()
             outcomes.append(run(scenario, args, Path(log_dir)))
             print(f"{scenario.name}: done in {time.monotonic() - began:.0f} s", file=sys.stderr)
-    print_table(outcomes, args)
+    print_table(outcomes, args, measured_at)
     print(f"\nwhole run {time.monotonic() - started:.0f} s")
 
 

@@ -139,3 +139,17 @@ def test_gather_takes_members_due_soon_once_one_is_due(due, clock):
     assert [c.member for c in due.claim(10, 60, gather=0.3)] == ["p|1", "p|2"]
     clock.now += 1.8
     assert due.claim(10, 60, gather=0.3) == []  # nothing due yet: gathering needs a trigger
+
+
+def test_renew_extends_held_leases_and_drops_lost_ones(due, clock):
+    due.schedule("p|1", clock.now)
+    due.schedule("p|2", clock.now)
+    first, second = due.claim(10, 10)
+    clock.now += 11
+    due.reap()  # both expired; p|2 is claimed again by someone else
+    (other,) = due.claim(1, 10, only="p|2")
+    assert due.renew([first, second], 60) == []  # the old job starts late: both claims are gone
+    (mine,) = due.claim(1, 10, only="p|1")
+    assert due.renew([mine, other], 60) == [mine, other]
+    clock.now += 30
+    assert due.reap() == []  # renewed to 60 s

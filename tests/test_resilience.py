@@ -69,9 +69,12 @@ def test_sigterm_during_a_job_lets_it_finish_and_loses_nothing(redis_url, key_pr
             wait_for(lambda: redis.zcard(f"{key_prefix}:lease:tasks") == 1, 20, "the sync did not start")
             first.proc.send_signal(signal.SIGTERM)
             assert first.proc.wait(timeout=30) == 0
-            # The job that was running when SIGTERM came finished: the outbox holds its deliveries.
+            # The job that was running when SIGTERM came finished: the new result is stored, and its
+            # notifications were sent or wait in the outbox.
             assert redis.zcard(f"{key_prefix}:lease:tasks") == 0
-            assert redis.zcard(f"{key_prefix}:due:deliveries") + redis.zcard(f"{key_prefix}:lease:deliveries") >= 1
+            assert redis.hlen(f"{key_prefix}:results:{sim.domain}:{task}") == 2  # `_known` + the result
+            queued = redis.zcard(f"{key_prefix}:due:deliveries") + redis.zcard(f"{key_prefix}:lease:deliveries")
+            assert queued + len(sim.control.messages()) + len(sink.messages) >= 2
             second = CliProcess(["worker", "--name", f"{key_prefix}-b"], env)
             wait_for(lambda: len(sim.control.messages()) >= 1, 30, "no chat message after the restart")
             sink.wait_for(1, timeout=30)

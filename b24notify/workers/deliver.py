@@ -25,7 +25,7 @@ KEEP_FINISHED_SECONDS = 30 * 24 * 3600  # a sent delivery is remembered this lon
 @dataclass(frozen=True)
 class DeliveryOutcome:
     delivery_id: str
-    status: str  # sent | retry | dead | skipped
+    status: str  # sent | retry | dead | skipped | stale
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,16 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim]) -> list[DeliveryOu
         send_many = getattr(channel, "send_many", None)
         if send_many is not None and len(items) > 1:
             errors = send_many([due.alert for due in items])
-        else:
-            errors = [_send_one(channel, due.alert) for due in items]
-        for due, error in zip(items, errors, strict=True):
-            outcomes[due.claim.member] = _settle(ctx, due, error)
+            for due, error in zip(items, errors, strict=True):
+                outcomes[due.claim.member] = _settle(ctx, due, error)
+            continue
+        for due in items:
+            # Sending one by one takes time: a lease lost meanwhile (reaped, now someone else's)
+            # means someone else sends this one. Checked right before each send.
+            if not ctx.deliveries.holds(due.claim):
+                outcomes[due.claim.member] = DeliveryOutcome(due.claim.member, "stale")
+                continue
+            outcomes[due.claim.member] = _settle(ctx, due, _send_one(channel, due.alert))
     return [outcomes[c.member] for c in claims]
 
 
