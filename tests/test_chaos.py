@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from redis import Redis
 
 from b24notify.simulator import RunningSimulator, SimulatorConfig
 from b24notify.smtp_sink import SmtpSink
 from tests.support.portal_user import PortalUser
-from tests.support.processes import CliProcess
-from tests.support.servers import wait_for
+from tests.support.processes import CliProcess, fleet_idle
+from tests.support.servers import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +29,6 @@ TOKEN = re.compile(r"R-[0-9a-f]{8}")
 WORKERS = 3
 TASKS = 10
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Fleet:
@@ -63,14 +56,7 @@ class Fleet:
 
 
 def idle(env: dict[str, str]) -> bool:
-    client = Redis.from_url(env["REDIS_URL"])
-    prefix = env["B24NOTIFY_KEY_PREFIX"]
-    try:
-        busy = sum(client.zcard(f"{prefix}:{kind}:{name}") for kind in ("due", "lease")
-                   for name in ("tasks", "deliveries"))
-        return busy + client.hlen(f"{prefix}:pending:tasks") == 0
-    finally:
-        client.close()
+    return fleet_idle(env["REDIS_URL"], env["B24NOTIFY_KEY_PREFIX"])
 
 
 def delivered(sim: RunningSimulator, sink: SmtpSink) -> dict[str, Counter[tuple[str, str]]]:

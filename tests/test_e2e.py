@@ -4,7 +4,6 @@ per new and per closed result, and none for results from before the portal was c
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,18 +16,13 @@ from b24notify.phpform import encode_php_query
 from b24notify.simulator import RunningSimulator, SimulatorConfig
 from b24notify.smtp_sink import SmtpSink
 from tests.support.portal_user import PortalUser
-from tests.support.processes import CliProcess
-from tests.support.servers import wait_for
+from tests.support.processes import CliProcess, fleet_idle
+from tests.support.servers import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
 HOT_POLL_SECONDS = 3.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Listener:
@@ -126,17 +120,7 @@ def test_new_and_closed_results_reach_chat_and_mail_exactly_once(fleet):
 
 
 def _quiet(fleet: dict) -> bool:
-    from redis import Redis
-
-    env = fleet["env"]
-    client = Redis.from_url(env["REDIS_URL"])
-    prefix = env["B24NOTIFY_KEY_PREFIX"]
-    try:
-        busy = sum(client.zcard(f"{prefix}:{kind}:{name}") for kind in ("due", "lease")
-                   for name in ("tasks", "deliveries"))
-        return busy == 0
-    finally:
-        client.close()
+    return fleet_idle(fleet["env"]["REDIS_URL"], fleet["env"]["B24NOTIFY_KEY_PREFIX"])
 
 
 def test_forged_client_endpoint_is_never_called(fleet):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,15 +19,10 @@ from b24notify.simulator import RunningSimulator, SimulatorConfig
 from b24notify.smtp_sink import SmtpSink
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess
-from tests.support.servers import wait_for
+from tests.support.servers import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def status(url: str) -> int:

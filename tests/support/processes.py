@@ -48,3 +48,16 @@ class CliProcess:
         if not self._out.closed:
             self._out.flush()
         return self.log.read_text(errors="replace")
+
+
+def fleet_idle(redis_url: str, prefix: str) -> bool:
+    """Nothing due, running or pending: every sync and delivery the fleet knows of is done."""
+    from redis import Redis
+
+    client = Redis.from_url(redis_url)
+    try:
+        busy = sum(client.zcard(f"{prefix}:{kind}:{name}") for kind in ("due", "lease")
+                   for name in ("tasks", "deliveries"))
+        return busy + client.hlen(f"{prefix}:pending:tasks") == 0
+    finally:
+        client.close()

@@ -46,3 +46,9 @@ def wait_for(condition: Callable[[], Any], timeout: float, message: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (after {timeout}s)")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
