@@ -226,3 +226,21 @@ def test_doctor_says_what_is_wrong(settings, simulator, redis, keys, capsys):
     failed = [line for line in lines if line.startswith("FAIL")]
     assert any("NO_AUTH_FOUND" in line for line in failed)
     assert any("insufficient_scope" in line and "halt_portal" in line for line in failed)
+
+
+def test_dead_letters_can_be_listed_and_replayed(ctx, simulator, sink, user, redis, keys):
+    from b24notify.deadletter import DeadLetters
+
+    task = user.add_task()
+    sync(ctx, task)
+    user.comment(task, "Done", as_result=True)
+    sync(ctx, task)
+    sink.refuse_next(1, code=550)  # mailbox unknown: permanent, dead at once
+    assert sorted(deliver_all(ctx)) == ["dead", "sent"]
+    dead = DeadLetters(redis, keys)
+    (entry,) = dead.entries()
+    assert entry.channel == "email" and "550" in entry.reason
+    assert dead.replay() == [entry.id]  # the operator fixed the mailbox
+    assert deliver_all(ctx) == ["sent"]
+    assert dead.entries() == []
+    assert len(sink.wait_for(1)) == 1
