@@ -173,3 +173,15 @@ def test_readyz_reports_a_halted_portal(client, redis, keys):
     redis.set(keys.halted(DOMAIN), "tasks.task.result.list NO_AUTH_FOUND (HTTP 401)")
     response = client.get("/readyz")
     assert response.status_code == 503 and "NO_AUTH_FOUND" in response.json()["portal"]
+
+
+def test_lone_surrogates_in_json_credentials_are_rejected_not_crashing(make_settings, redis, due):
+    settings = make_settings(b24_webhook_url=f"https://{DOMAIN}/rest/1/code/", b24_application_token=TOKEN,
+                             b24_member_id="a223c6b3710f85df22e9377d6c4f7553")
+    with TestClient(create_app(settings)) as client:
+        bad_token = '{"event": "ONTASKUPDATE", "auth": {"application_token": "\\ud800"}}'
+        bad_member = json.dumps(event()).replace('"a223c6b3710f85df22e9377d6c4f7553"', '"\\u00e9\\ud800"')
+        for body, status in ((bad_token, 401), (bad_member, 403)):
+            response = client.post("/webhooks/bitrix24", content=body, headers={"content-type": "application/json"})
+            assert response.status_code == status
+        assert queued(redis, due) == []

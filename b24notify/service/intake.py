@@ -80,11 +80,12 @@ def authenticate(payload: dict[str, Any], portal: PortalIdentity) -> None:
         raise Rejection(401, "missing_token", "auth[application_token] is missing") from None
     except MalformedEvent as exc:
         raise Rejection(401, "missing_token", str(exc)) from None
-    if not hmac.compare_digest(auth.application_token.encode(), portal.application_token.encode()):
+    if not hmac.compare_digest(_bytes(auth.application_token), _bytes(portal.application_token)):
         raise Rejection(401, "bad_token", "auth[application_token] does not match B24_APPLICATION_TOKEN")
     if auth.domain and auth.domain.lower() != portal.domain and auth.domain.lower() != portal.domain.split(":")[0]:
         raise Rejection(403, "wrong_portal", "auth[domain] is not the configured portal")
-    if portal.member_id and auth.member_id and not hmac.compare_digest(auth.member_id, portal.member_id):
+    if portal.member_id and auth.member_id and not hmac.compare_digest(_bytes(auth.member_id),
+                                                                       _bytes(portal.member_id)):
         raise Rejection(403, "wrong_portal", "auth[member_id] is not the configured portal")
 
 
@@ -93,3 +94,8 @@ def to_event(payload: dict[str, Any]) -> TaskEvent | IgnoredEvent:
         return parse_event(payload)
     except MalformedEvent as exc:
         raise Rejection(400, "malformed", str(exc)) from None
+
+
+def _bytes(text: str) -> bytes:
+    # JSON can carry lone surrogates ("\ud800"); they must compare unequal, not crash the request.
+    return text.encode("utf-8", "surrogatepass")
