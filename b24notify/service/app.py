@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ from b24notify.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SAFE_NAME = re.compile(r"[^A-Z0-9_]")
+
 
 class Intake:
     """The webhook endpoint, with what it needs handed in."""
@@ -63,7 +66,8 @@ class Intake:
         try:
             body = await read_body(request)
             payload = decode_payload(request.headers.get("content-type", ""), body)
-            event_name = str(payload.get("event") or "unknown").upper()[:40]
+            # The sender's text: tamed before it reaches a log line or an answer (newlines, surrogates).
+            event_name = SAFE_NAME.sub("?", str(payload.get("event") or "unknown").upper()[:40])
             authenticate(payload, self.identity)
             event = to_event(payload)
         except Rejection as rejection:
