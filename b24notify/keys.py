@@ -24,7 +24,7 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:operating:{portal}:pause:{method}`` | string | the method is paused until this unix time | REST client | until then |
 | ``P:watch:{portal}:next`` | zset | task id → its next reconciliation poll | sync job, sweep, ``poll_watch`` | none |
 | ``P:watch:{portal}:active`` | zset | task id → when it was last active (event, change) | web, sync job, sweep | none |
-| ``P:watch:{portal}:status`` | hash | task id → task status the sweep saw (5 = completed) | sweep | none |
+| ``P:watch:{portal}:status`` | hash | task id → `status|changedDate` the sweep saw (status 5 = completed) | sweep | none |
 | ``P:budget:{portal}:reconcile`` | string | GCRA clock of reconciliation's slice of the budget | reconciler | a minute past idle |
 | ``P:sweep:{portal}:last`` / ``:lock`` | string | when the last discovery sweep ran / who sweeps now | reconciler | lock 30 s |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |

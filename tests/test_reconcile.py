@@ -98,3 +98,23 @@ def test_completed_task_with_closed_results_leaves_the_watch_set(ctx, simulator,
     ctx.reconciler.sweep_if_due()  # sees status 5
     run_due_syncs(ctx)  # the sweep asked for a sync: the result closes, the task leaves
     assert redis.zscore(keys.watch_next(ctx.portal), str(task)) is None
+
+
+def test_an_unfinished_sweep_keeps_its_place_and_unchanged_tasks_are_not_read_again(ctx, simulator, user, redis,
+                                                                                     keys):
+    assert ctx.reconciler is not None
+    tasks = [user.add_task() for _ in range(3)]
+    ctx.reconciler.budget.try_take = lambda: 1.0  # type: ignore[method-assign]  # slice spent
+    assert ctx.reconciler.sweep_if_due() == 0
+    assert redis.get(keys.sweep_last(ctx.portal)) is None  # the mark did not move
+    ctx.reconciler.budget.try_take = lambda: 0.0  # type: ignore[method-assign]
+    assert ctx.reconciler.sweep_if_due() == 3
+    run_due_syncs(ctx)
+    redis.delete(keys.sweep_last(ctx.portal))  # the next sweep lists the same, unchanged tasks
+    assert ctx.reconciler.sweep_if_due() == 0
+    assert ctx.tasks.counts()["due"] == 0
+    user.call("tasks.task.update", {"taskId": tasks[0], "fields": {"TITLE": "renamed"}})
+    redis.delete(keys.sweep_last(ctx.portal))
+    time.sleep(1.1)  # CHANGED_DATE is to the second
+    user.call("tasks.task.update", {"taskId": tasks[0], "fields": {"TITLE": "renamed again"}})
+    assert ctx.reconciler.sweep_if_due() == 1

@@ -87,13 +87,20 @@ class Watch:
         pipe.hdel(self.status_key, str(task_id))
         pipe.execute()
 
-    def record_status(self, statuses: dict[int, int]) -> None:
-        if statuses:
-            self.redis.hset(self.status_key, mapping={str(t): s for t, s in statuses.items()})
+    def record_seen(self, seen: dict[int, str]) -> list[int]:
+        """Store what the sweep saw of each task ("status|changedDate"); return the tasks whose
+        entry is new or different, i.e. the ones that changed since the last sweep."""
+        if not seen:
+            return []
+        ids = list(seen)
+        before = self.redis.hmget(self.status_key, [str(t) for t in ids])
+        changed = [t for t, old in zip(ids, before, strict=True) if old is None or as_text(old) != seen[t]]
+        self.redis.hset(self.status_key, mapping={str(t): v for t, v in seen.items()})
+        return changed
 
     def is_completed(self, task_id: int) -> bool:
-        status = self.redis.hget(self.status_key, str(task_id))
-        return status is not None and int(as_text(status)) == COMPLETED
+        entry = self.redis.hget(self.status_key, str(task_id))
+        return entry is not None and as_text(entry).split("|", 1)[0] == str(COMPLETED)
 
     def due_count(self) -> int:
         return int(self.redis.zcount(self.next_key, "-inf", self.clock()))
@@ -127,8 +134,10 @@ class Reconciler:
         self._poll = redis.register_script(load_lua("poll_watch"))
 
     def tick(self) -> None:
-        self.poll_watched()
+        # The sweep first: it is a page or two a minute, and polls with a backlog would otherwise
+        # take the whole slice and starve it (found by bench/reconcile.py at 1,000 active tasks).
         self.sweep_if_due()
+        self.poll_watched()
 
     def poll_watched(self) -> int:
         """Ask for a sync of the watched tasks whose poll is due, one batch request's worth (50
@@ -166,22 +175,26 @@ class Reconciler:
             return 0
         try:
             since = float(as_text(last)) if last is not None else now - self.watch.policy.hot_age
-            found = self._sweep(since - SWEEP_OVERLAP_SECONDS)
+            found, complete = self._sweep(since - SWEEP_OVERLAP_SECONDS)
         except (B24Error, BudgetSpent) as exc:
             log.warning("event=sweep.failed portal=%s code=%s", self.portal, getattr(exc, "code", type(exc).__name__))
             return 0
         finally:
             self.redis.delete(self.keys.sweep_lock(self.portal))
-        self.redis.set(last_key, repr(now))
+        if complete:
+            # Only a sweep that read every page moves the mark; an unfinished one starts again
+            # from the same point next time (re-listing a task costs nothing but a page).
+            self.redis.set(last_key, repr(now))
         return found
 
-    def _sweep(self, since: float) -> int:
+    def _sweep(self, since: float) -> tuple[int, bool]:
         changed_since = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
         start: int | None = 0
         pages = 0
         found: list[int] = []
-        statuses: dict[int, int] = {}
-        while start is not None and pages < MAX_SWEEP_PAGES:
+        seen: dict[int, str] = {}  # task id -> "status|changedDate"
+        complete = False
+        while pages < MAX_SWEEP_PAGES:
             if self.budget.try_take() > 0:
                 break  # out of our slice: the next sweep starts from the same point
             answer = self.client.call_page("tasks.task.list", {
@@ -195,16 +208,22 @@ class Reconciler:
             for row in rows if isinstance(rows, list) else []:
                 try:
                     task_id = int(row.get("id") or row.get("ID"))
-                    statuses[task_id] = int(row.get("status") or row.get("STATUS") or 0)
+                    status = int(row.get("status") or row.get("STATUS") or 0)
                 except (TypeError, ValueError, AttributeError):
                     continue
                 found.append(task_id)
+                seen[task_id] = f"{status}|{row.get('changedDate') or row.get('CHANGED_DATE') or ''}"
             start, pages = answer.next, pages + 1
-        self.watch.record_status(statuses)
-        self.watch.touch(found, active=True)
-        for task_id in found:
+            if start is None:
+                complete = True
+                break
+        changed = self.watch.record_seen(seen)
+        self.watch.touch(changed, active=True)
+        for task_id in changed:
             # A changed task is read now, not at its next poll: that is the point of the sweep.
+            # Tasks the overlap lists again, unchanged since the last sweep, are left alone.
             self.tasks.schedule(task_member(self.portal, task_id))
-        if found:
-            log.info("event=sweep.found portal=%s tasks=%d pages=%d", self.portal, len(found), pages)
-        return len(found)
+        if changed:
+            log.info("event=sweep.found portal=%s changed=%d listed=%d pages=%d complete=%s", self.portal,
+                     len(changed), len(found), pages, complete)
+        return len(changed), complete
