@@ -26,7 +26,7 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:watch:{portal}:active`` | zset | task id → when it was last active (event, change) | web, sync job, sweep | none |
 | ``P:watch:{portal}:status`` | hash | task id → `status|changedDate` the sweep saw (status 5 = completed) | sweep | none |
 | ``P:budget:{portal}:reconcile`` | string | GCRA clock of reconciliation's slice of the budget | reconciler | a minute past idle |
-| ``P:sweep:{portal}:last`` / ``:lock`` | string | when the last discovery sweep ran / who sweeps now | reconciler | lock 30 s |
+| ``P:sweep:{portal}:last`` / ``:cursor`` / ``:lock`` | string | start of the last complete sweep / the unfinished one (since, next page) / who sweeps now | reconciler | cursor 1 h, lock 30 s |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
 
 ``{set}`` is ``tasks`` or ``deliveries``.
@@ -109,6 +109,9 @@ class Keys:
 
     def sweep_last(self, portal: str) -> str:
         return f"{self.prefix}:sweep:{portal}:last"
+
+    def sweep_cursor(self, portal: str) -> str:
+        return f"{self.prefix}:sweep:{portal}:cursor"
 
     def sweep_lock(self, portal: str) -> str:
         return f"{self.prefix}:sweep:{portal}:lock"

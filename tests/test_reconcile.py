@@ -52,8 +52,9 @@ def test_reconcile_polls_stay_inside_their_budget_share(redis, keys, ctx):
     reconciler = Reconciler(redis, keys, ctx.client, ctx.tasks, watch, portal_limit=RateLimit(2, 50), share=0.2)
     watch.touch(list(range(1, 1001)), active=True)
     clock.now += 2
-    # The slice is 0.4 requests/s with a burst of 10: at most 10 batch requests' worth (500 tasks) now.
-    assert reconciler.poll_watched() == 500
+    # The slice is 0.4 requests/s; polls get 3/4 of it (0.3/s) with a burst of 7 (15 % of 50):
+    # at most 7 batch requests' worth (350 tasks) now, then nothing until it refills.
+    assert reconciler.poll_watched() == 350
     assert reconciler.poll_watched() == 0
 
 
@@ -104,11 +105,13 @@ def test_an_unfinished_sweep_keeps_its_place_and_unchanged_tasks_are_not_read_ag
                                                                                      keys):
     assert ctx.reconciler is not None
     tasks = [user.add_task() for _ in range(3)]
-    ctx.reconciler.budget.try_take = lambda: 1.0  # type: ignore[method-assign]  # slice spent
+    ctx.reconciler.sweep_budget.try_take = lambda: 1.0  # type: ignore[method-assign]  # slice spent
     assert ctx.reconciler.sweep_if_due() == 0
     assert redis.get(keys.sweep_last(ctx.portal)) is None  # the mark did not move
-    ctx.reconciler.budget.try_take = lambda: 0.0  # type: ignore[method-assign]
+    assert redis.get(keys.sweep_cursor(ctx.portal)) is not None  # the sweep goes on from here
+    ctx.reconciler.sweep_budget.try_take = lambda: 0.0  # type: ignore[method-assign]
     assert ctx.reconciler.sweep_if_due() == 3
+    assert redis.get(keys.sweep_cursor(ctx.portal)) is None
     run_due_syncs(ctx)
     redis.delete(keys.sweep_last(ctx.portal))  # the next sweep lists the same, unchanged tasks
     assert ctx.reconciler.sweep_if_due() == 0
@@ -118,3 +121,16 @@ def test_an_unfinished_sweep_keeps_its_place_and_unchanged_tasks_are_not_read_ag
     time.sleep(1.1)  # CHANGED_DATE is to the second
     user.call("tasks.task.update", {"taskId": tasks[0], "fields": {"TITLE": "renamed again"}})
     assert ctx.reconciler.sweep_if_due() == 1
+
+
+def test_a_long_sweep_goes_on_page_by_page_across_ticks(ctx, simulator, user, redis, keys):
+    assert ctx.reconciler is not None
+    for _ in range(120):  # three pages of 50
+        user.add_task()
+    allowance = iter([0.0, 1.0] * 10)  # one page per tick, then the slice is spent
+    ctx.reconciler.sweep_budget.try_take = lambda: next(allowance)  # type: ignore[method-assign]
+    found = [ctx.reconciler.sweep_if_due() for _ in range(3)]
+    assert found == [50, 50, 20]
+    starts = [c["params"]["start"] for c in simulator.control.calls()["calls"] if c["method"] == "tasks.task.list"]
+    assert starts == [0, 50, 100]  # never back to page one
+    assert redis.get(keys.sweep_last(ctx.portal)) is not None

@@ -19,6 +19,7 @@ The bound this gives is in docs/guarantees.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 BATCH_TASKS = 50
 SWEEP_OVERLAP_SECONDS = 120  # CHANGED_DATE is to the second and clocks differ: look back a little
 MAX_SWEEP_PAGES = 200
+SWEEP_FRACTION = 0.25  # of the reconcile slice, for the discovery sweep
 SWEEP_LOCK_SECONDS = 30  # a sweeper that died holds the lock no longer than this
 COMPLETED = 5
 
@@ -129,13 +131,16 @@ class Reconciler:
         self.portal = watch.portal
         # Our slice of the portal's bucket: `share` of its drain, a small burst. It only decides
         # how much reconciliation may ask for; the requests themselves still pass the fleet budget.
-        slice_ = RateLimit(portal_limit.drain * share, max(3, int(portal_limit.capacity * share)))
-        self.budget = RateBudget(redis, keys.reconcile_budget(self.portal), slice_, max_wait=0, margin=0)
+        # The slice is split: polls get 3/4 of it, the sweep 1/4, each with its own limiter, so
+        # neither starves the other (bench/reconcile.py at 1,000 active tasks showed both ways).
+        poll_share, sweep_share = share * (1 - SWEEP_FRACTION), share * SWEEP_FRACTION
+        poll_limit = RateLimit(portal_limit.drain * poll_share, max(3, int(portal_limit.capacity * poll_share)))
+        self.budget = RateBudget(redis, keys.reconcile_budget(self.portal), poll_limit, max_wait=0, margin=0)
+        self.sweep_budget = RateBudget(redis, keys.reconcile_budget(self.portal) + ":sweep",
+                                       RateLimit(portal_limit.drain * sweep_share, 2), max_wait=0, margin=0)
         self._poll = redis.register_script(load_lua("poll_watch"))
 
     def tick(self) -> None:
-        # The sweep first: it is a page or two a minute, and polls with a backlog would otherwise
-        # take the whole slice and starve it (found by bench/reconcile.py at 1,000 active tasks).
         self.sweep_if_due()
         self.poll_watched()
 
@@ -163,46 +168,60 @@ class Reconciler:
         return int(scheduled)
 
     def sweep_if_due(self) -> int:
-        """Every ``sweep_interval`` seconds one worker lists the tasks changed since the last sweep."""
+        """Every ``sweep_interval`` seconds one worker lists the tasks changed since the last sweep.
+
+        A sweep is a cursor in Redis (since, next page, started at): pages are read as the sweep's
+        budget allows, over as many ticks as it takes, and the mark moves to the sweep's start
+        only once every page was read. Returns the tasks found changed in this tick."""
         now = self.watch.clock()
-        last_key = self.keys.sweep_last(self.portal)
-        last = self.redis.get(last_key)
-        if last is not None and now - float(as_text(last)) < self.watch.policy.sweep_interval:
-            return 0
+        cursor_key = self.keys.sweep_cursor(self.portal)
+        cursor = self.redis.get(cursor_key)
+        if cursor is None:
+            last = self.redis.get(self.keys.sweep_last(self.portal))
+            if last is not None and now - float(as_text(last)) < self.watch.policy.sweep_interval:
+                return 0
+            since = float(as_text(last)) if last is not None else now - self.watch.policy.hot_age
+            state = {"since": since - SWEEP_OVERLAP_SECONDS, "start": 0, "started_at": now}
+        else:
+            state = json.loads(cursor)
         if self.redis.exists(self.keys.halted(self.portal)):
             return 0  # calls to the portal are paused (a permanent error): no sweep either
         if not self.redis.set(self.keys.sweep_lock(self.portal), "1", nx=True, ex=SWEEP_LOCK_SECONDS):
             return 0
         try:
-            since = float(as_text(last)) if last is not None else now - self.watch.policy.hot_age
-            found, complete = self._sweep(since - SWEEP_OVERLAP_SECONDS)
+            found, next_start = self._sweep(float(state["since"]), int(state["start"]))
         except (B24Error, BudgetSpent) as exc:
             log.warning("event=sweep.failed portal=%s code=%s", self.portal, getattr(exc, "code", type(exc).__name__))
             return 0
         finally:
             self.redis.delete(self.keys.sweep_lock(self.portal))
-        if complete:
-            # Only a sweep that read every page moves the mark; an unfinished one starts again
-            # from the same point next time (re-listing a task costs nothing but a page).
-            self.redis.set(last_key, repr(now))
+        if next_start is None:
+            pipe = self.redis.pipeline()
+            pipe.set(self.keys.sweep_last(self.portal), repr(float(state["started_at"])))
+            pipe.delete(cursor_key)
+            pipe.execute()
+        else:
+            state["start"] = next_start
+            self.redis.set(cursor_key, json.dumps(state), ex=3600)
         return found
 
-    def _sweep(self, since: float) -> tuple[int, bool]:
+    def _sweep(self, since: float, start: int) -> tuple[int, int | None]:
+        """Read pages from ``start`` while the sweep budget allows. Returns the tasks found
+        changed and where to go on (None: the listing is done)."""
         changed_since = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-        start: int | None = 0
+        next_start: int | None = start
         pages = 0
         found: list[int] = []
         seen: dict[int, str] = {}  # task id -> "status|changedDate"
-        complete = False
-        while pages < MAX_SWEEP_PAGES:
-            if self.budget.try_take() > 0:
-                break  # out of our slice: the next sweep starts from the same point
+        while next_start is not None and pages < MAX_SWEEP_PAGES:
+            if self.sweep_budget.try_take() > 0:
+                break  # out of the sweep's slice: the cursor goes on from here next tick
             answer = self.client.call_page("tasks.task.list", {
                 "filter": {">=CHANGED_DATE": changed_since},
                 "select": ["ID", "STATUS", "CHANGED_DATE"],
                 "params": {"WITH_RESULT_INFO": "Y"},
                 "order": {"ID": "asc"},
-                "start": start,
+                "start": next_start,
             })
             rows = answer.result.get("tasks", []) if isinstance(answer.result, dict) else []
             for row in rows if isinstance(rows, list) else []:
@@ -213,10 +232,7 @@ class Reconciler:
                     continue
                 found.append(task_id)
                 seen[task_id] = f"{status}|{row.get('changedDate') or row.get('CHANGED_DATE') or ''}"
-            start, pages = answer.next, pages + 1
-            if start is None:
-                complete = True
-                break
+            next_start, pages = answer.next, pages + 1
         changed = self.watch.record_seen(seen)
         self.watch.touch(changed, active=True)
         for task_id in changed:
@@ -224,6 +240,6 @@ class Reconciler:
             # Tasks the overlap lists again, unchanged since the last sweep, are left alone.
             self.tasks.schedule(task_member(self.portal, task_id))
         if changed:
-            log.info("event=sweep.found portal=%s changed=%d listed=%d pages=%d complete=%s", self.portal,
-                     len(changed), len(found), pages, complete)
-        return len(changed), complete
+            log.info("event=sweep.found portal=%s changed=%d listed=%d pages=%d done=%s", self.portal,
+                     len(changed), len(found), pages, next_start is None)
+        return len(changed), next_start
