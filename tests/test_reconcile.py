@@ -52,9 +52,9 @@ def test_reconcile_polls_stay_inside_their_budget_share(redis, keys, ctx):
     reconciler = Reconciler(redis, keys, ctx.client, ctx.tasks, watch, portal_limit=RateLimit(2, 50), share=0.2)
     watch.touch(list(range(1, 1001)), active=True)
     clock.now += 2
-    # The slice is 0.4 requests/s; polls get 3/4 of it (0.3/s) with a burst of 7 (15 % of 50):
-    # at most 7 batch requests' worth (350 tasks) now, then nothing until it refills.
-    assert reconciler.poll_watched() == 350
+    # The slice is 0.4 requests/s; polls get 90 % of it (0.36/s) with a burst of 9 (18 % of 50):
+    # at most 9 batch requests' worth (450 tasks) now, then nothing until it refills.
+    assert reconciler.poll_watched() == 450
     assert reconciler.poll_watched() == 0
 
 

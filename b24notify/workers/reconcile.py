@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 BATCH_TASKS = 50
 SWEEP_OVERLAP_SECONDS = 120  # CHANGED_DATE is to the second and clocks differ: look back a little
 MAX_SWEEP_PAGES = 200
-SWEEP_FRACTION = 0.25  # of the reconcile slice, for the discovery sweep
+SWEEP_FRACTION = 0.1  # of the reconcile slice, for the discovery sweep
 SWEEP_LOCK_SECONDS = 30  # a sweeper that died holds the lock no longer than this
 COMPLETED = 5
 
@@ -131,7 +131,7 @@ class Reconciler:
         self.portal = watch.portal
         # Our slice of the portal's bucket: `share` of its drain, a small burst. It only decides
         # how much reconciliation may ask for; the requests themselves still pass the fleet budget.
-        # The slice is split: polls get 3/4 of it, the sweep 1/4, each with its own limiter, so
+        # The slice is split: polls get 90 % of it, the sweep 10 %, each with its own limiter, so
         # neither starves the other (bench/reconcile.py at 1,000 active tasks showed both ways).
         poll_share, sweep_share = share * (1 - SWEEP_FRACTION), share * SWEEP_FRACTION
         poll_limit = RateLimit(portal_limit.drain * poll_share, max(3, int(portal_limit.capacity * poll_share)))
