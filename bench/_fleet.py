@@ -209,3 +209,16 @@ class BareHandler:
         code = self.process.stop()
         if code not in (0, -signal.SIGTERM):
             print(f"--- bare handler exited {code}; log {self.process.log}\n{self.process.tail()}", file=sys.stderr)
+
+
+def wait_idle(redis: Redis, prefix: str, timeout: float) -> None:
+    """Wait until nothing is due, running or pending in the fleet (past the debounce first)."""
+    deadline = time.monotonic() + timeout
+    time.sleep(1.5)
+    while time.monotonic() < deadline:
+        busy = sum(redis.zcard(f"{prefix}:{k}:{n}") for k in ("due", "lease") for n in ("tasks", "deliveries"))
+        busy += redis.hlen(f"{prefix}:pending:tasks")
+        if busy == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the fleet did not drain")

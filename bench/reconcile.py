@@ -51,7 +51,7 @@ import httpx
 from redis import Redis
 
 from b24notify.simulator import RunningSimulator, SimulatorConfig
-from bench._fleet import Fleet, delete_keys
+from bench._fleet import Fleet, delete_keys, wait_idle
 from bench._servers import free_port
 
 DIALOG_ID = "chat1"
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, redis_url: str, log_dir: Path) -> dict[str, An
                 comments = add_comments(client, chosen)
                 if not sim.control.wait_events(60):
                     raise RuntimeError("the simulator did not deliver its events")
-                _wait_idle(redis, prefix, 120)
+                wait_idle(redis, prefix, 120)
                 setup = time.monotonic() - started
                 watched = sum(int(redis.zcard(k)) for k in redis.scan_iter(match=f"{prefix}:watch:*:next"))
                 sim.control.configure(bucket_capacity=50, bucket_drain_per_second=BUDGET_PER_SECOND)
@@ -230,18 +230,6 @@ def run(args: argparse.Namespace, redis_url: str, log_dir: Path) -> dict[str, An
     outcome = measure(calls, pins, since, (window_start, window_end))
     return {**outcome, "watched": watched, "pins": len(pins), "pins_refused": refused, "setup": setup,
             "seconds": window_end - window_start}
-
-
-def _wait_idle(redis: Redis, prefix: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    time.sleep(1.5)  # past the debounce window
-    while time.monotonic() < deadline:
-        busy = sum(redis.zcard(f"{prefix}:{k}:{n}") for k in ("due", "lease") for n in ("tasks", "deliveries"))
-        busy += redis.hlen(f"{prefix}:pending:tasks")
-        if busy == 0:
-            return
-        time.sleep(0.2)
-    raise RuntimeError("the fleet did not drain")
 
 
 def main() -> None:

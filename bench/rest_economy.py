@@ -27,6 +27,7 @@ from redis import Redis
 
 from b24notify.phpform import encode_php_query
 from b24notify.simulator import RunningSimulator, SimulatorConfig
+from bench._fleet import wait_idle
 from bench._servers import drive, free_port, start_process, stop_process, wait_http
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -121,14 +122,14 @@ def run_fleet(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
             stream = event_stream(tasks, args.events)
             drive(f"http://127.0.0.1:{port}/webhooks/bitrix24", lambda i: event_body(sim, tasks[i]), FORM,
                   len(tasks), 16)
-            _wait_idle(redis, prefix, 600)
+            wait_idle(redis, prefix, 600)
             pin_results(sim, tasks[: args.with_results])
             sim.control.configure(bucket_capacity=50, bucket_drain_per_second=2.0)
             since = last_seq(sim)
             started = time.monotonic()
             drive(f"http://127.0.0.1:{port}/webhooks/bitrix24", lambda i: event_body(sim, stream[i]), FORM,
                   len(stream), 16)
-            _wait_idle(redis, prefix, 900)
+            wait_idle(redis, prefix, 900)
             elapsed = time.monotonic() - started
             counts = request_counts(sim, since)
             synced = _synced_tasks(redis, prefix, sim.domain, tasks)
@@ -139,18 +140,6 @@ def run_fleet(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
                 redis.delete(key)
         chat_messages = len(sim.control.messages())
     return {"events": len(stream), **counts, "synced": synced, "seconds": elapsed, "messages": chat_messages}
-
-
-def _wait_idle(redis: Redis, prefix: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    time.sleep(1.5)  # past the debounce window
-    while time.monotonic() < deadline:
-        busy = sum(redis.zcard(f"{prefix}:{k}:{n}") for k in ("due", "lease") for n in ("tasks", "deliveries"))
-        busy += redis.hlen(f"{prefix}:pending:tasks")
-        if busy == 0:
-            return
-        time.sleep(0.2)
-    raise RuntimeError("the fleet did not drain")
 
 
 def _synced_tasks(redis: Redis, prefix: str, portal: str, tasks: list[int]) -> int:
