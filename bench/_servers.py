@@ -23,7 +23,7 @@ def free_port() -> int:
 
 def start_process(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, *args], env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # an unread pipe could block it
 
 
 def wait_http(url: str, timeout: float = 20.0) -> None:
