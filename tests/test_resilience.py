@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from redis import Redis
+from rq.registry import StartedJobRegistry
 
 from b24notify.simulator import RunningSimulator, SimulatorConfig
 from b24notify.smtp_sink import SmtpSink
@@ -46,7 +47,9 @@ def test_sigterm_during_a_job_lets_it_finish_and_loses_nothing(redis_url, key_pr
     web_port = free_port()
     config = SimulatorConfig(handler_url=f"http://127.0.0.1:{web_port}/webhooks/bitrix24", bucket_capacity=0)
     with SmtpSink() as sink, RunningSimulator(config) as sim:
-        env = fleet_env(redis_url, key_prefix, sim, sink)
+        # No reconciliation here: its sweep would sync the task on its own and could take the slow
+        # call (or leave a claim queued) at a moment the test does not control.
+        env = {**fleet_env(redis_url, key_prefix, sim, sink), "B24_RECONCILE_SHARE": "0"}
         web = CliProcess(["serve", "--port", str(web_port)], env)
         wait_for(lambda: status(f"http://127.0.0.1:{web_port}/healthz") == 200, 20, "web did not start")
         first = CliProcess(["worker", "--name", f"{key_prefix}-a"], env)
@@ -60,7 +63,10 @@ def test_sigterm_during_a_job_lets_it_finish_and_loses_nothing(redis_url, key_pr
             sim.control.add_faults({"method": "tasks.task.result.list", "network": "delay", "delay_seconds": 3,
                                     "count": 1})
             user.comment(task, "Signed", as_result=True)
-            wait_for(lambda: redis.zcard(f"{key_prefix}:lease:tasks") == 1, 20, "the sync did not start")
+            # Claimed is not enough: the job must have left the RQ queue and be running in the worker.
+            started = StartedJobRegistry(env["B24NOTIFY_QUEUE"], connection=redis)
+            wait_for(lambda: redis.zcard(f"{key_prefix}:lease:tasks") == 1 and started.count >= 1, 20,
+                     "the sync did not start")
             first.proc.send_signal(signal.SIGTERM)
             assert first.proc.wait(timeout=30) == 0
             # The job that was running when SIGTERM came finished: the new result is stored, and its
