@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from b24notify.diff import ChangeKind
-from b24notify.results import TaskResult
+from b24notify.results import TaskResult, parse_result
 from b24notify.task_info import TaskInfo
 
 
@@ -60,8 +60,6 @@ class Alert:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Alert:
-        from b24notify.results import parse_result
-
         data = json.loads(raw)
         return cls(
             portal=data["portal"],

@@ -125,9 +125,6 @@ class DueSet:
         """Count one more failure in a row for ``member`` and return the count."""
         return int(self.redis.hincrby(self.k.attempts, member, 1))
 
-    def reset_failures(self, member: str) -> None:
-        self.redis.hdel(self.k.attempts, member)
-
     def counts(self) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcard(self.k.due)

@@ -50,9 +50,6 @@ class Keys:
     def halted(self, portal: str) -> str:
         return f"{self.prefix}:portal:{portal}:halted"
 
-    def halted_pattern(self) -> str:
-        return f"{self.prefix}:portal:*:halted"
-
     def due(self, name: str) -> str:
         return f"{self.prefix}:due:{name}"
 
@@ -131,11 +128,6 @@ def split_task_member(member: str) -> tuple[str, int]:
 
 def delivery_id(alert_key: str, channel: str) -> str:
     return f"{alert_key}|{channel}"
-
-
-def split_delivery_id(member: str) -> tuple[str, str]:
-    alert_key, _, channel = member.rpartition("|")
-    return alert_key, channel
 
 
 def as_text(value: bytes | str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis import Redis
@@ -80,8 +81,6 @@ def _text(value: bytes | str) -> str:
 
 
 def render(counters: Mapping[str, int], gauges: Mapping[str, float]) -> bytes:
-    from prometheus_client import CollectorRegistry, generate_latest
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCountersCollector(counters, gauges))
     return generate_latest(registry)
@@ -96,6 +95,3 @@ def total(counters: Mapping[str, int], name: str, **labels: str) -> int:
             result += value
     return result
 
-
-def names(fields: Iterable[str]) -> set[str]:
-    return {parse_field(f)[0] for f in fields}

@@ -9,6 +9,7 @@ Credentials only ever go to the configured webhook URL: nothing from an event pa
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -178,8 +179,6 @@ class RestClient:
 
 def parse_answer(method: str, status: int, body: bytes) -> Answer:
     """Turn one HTTP answer into an Answer or the typed error it carries."""
-    import json
-
     try:
         payload = json.loads(body) if body else None
     except ValueError:

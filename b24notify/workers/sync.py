@@ -69,8 +69,11 @@ class TaskSync:
     def run_many(self, claims: Sequence[Claim]) -> list[SyncOutcome]:
         outcomes: dict[str, SyncOutcome] = {}
         ready: list[tuple[Claim, int]] = []
-        for claim in claims:
-            early = self._before_fetch(claim)
+        # Two reads for the whole job, not two per task: is the portal paused, which tasks are deleted.
+        halted = self.ctx.redis.get(self.ctx.keys.halted(self.ctx.portal))
+        dropped = self.ctx.redis.smismember(self.ctx.keys.drop(), [c.member for c in claims]) if claims else []
+        for claim, drop in zip(claims, dropped, strict=True):
+            early = self._before_fetch(claim, halted, bool(drop))
             if early is None:
                 ready.append((claim, split_task_member(claim.member)[1]))
             else:
@@ -80,19 +83,18 @@ class TaskSync:
                 outcomes[claim.member] = outcome
         return [outcomes[c.member] for c in claims]
 
-    def _before_fetch(self, claim: Claim) -> SyncOutcome | None:
+    def _before_fetch(self, claim: Claim, halted: bytes | str | None, drop: bool) -> SyncOutcome | None:
         ctx = self.ctx
         portal, task_id = split_task_member(claim.member)
         if portal != ctx.portal:
             # A member for a portal this worker does not serve (config changed): leave it be.
             ctx.tasks.complete(claim)
             return SyncOutcome(task_id, "rejected", detail=f"unknown portal {portal}")
-        halted = ctx.redis.get(ctx.keys.halted(portal))
         if halted is not None:
             ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
             ctx.counters.inc("b24notify_jobs", outcome="paused")
             return SyncOutcome(task_id, "halted", detail=as_text(halted))
-        if ctx.redis.sismember(ctx.keys.drop(), claim.member):
+        if drop:
             return self._drop(claim, task_id, "ONTASKDELETE")
         return None
 
