@@ -46,7 +46,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.require_channels()
     setup_logging(settings.b24notify_log_level)
-    return sync_now(settings, args.task, send=not args.no_send)
+    return sync_now(settings, args.task, send=not args.no_send, portal=args.portal)
 
 
 def cmd_deadletter(args: argparse.Namespace) -> int:
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", help="fetch, diff and notify one task now; print the diff")
     sync.add_argument("--task", type=int, required=True, help="the task id")
+    sync.add_argument("--portal", help="the portal (host[:port]) when several are served")
     sync.add_argument("--no-send", action="store_true", help="queue the notifications but do not send them")
     sync.set_defaults(func=cmd_sync)
 

@@ -230,3 +230,58 @@ def parse_event(payload: Mapping[str, Any]) -> TaskEvent | IgnoredEvent:
         ts=_ts(payload),
         auth=auth,
     )
+
+
+APP_INSTALL = "ONAPPINSTALL"
+APP_UNINSTALL = "ONAPPUNINSTALL"
+
+
+@dataclass(frozen=True)
+class AppInstallEvent:
+    """``ONAPPINSTALL``: what the portal claims about itself. Nothing here is trusted until the
+    OAuth server confirms it by refreshing ``refresh_token`` (``service/installs.py``)."""
+
+    domain: str
+    member_id: str
+    client_endpoint: str
+    user_id: int
+    application_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AppUninstallEvent:
+    """``ONAPPUNINSTALL`` carries no tokens: the stored application token is the only check."""
+
+    domain: str
+    member_id: str
+    application_token: str = field(repr=False)
+
+
+def app_event_name(payload: Mapping[str, Any]) -> str | None:
+    name = payload.get("event") if isinstance(payload, Mapping) else None
+    if isinstance(name, str) and name.strip().upper() in (APP_INSTALL, APP_UNINSTALL):
+        return name.strip().upper()
+    return None
+
+
+def parse_app_event(payload: Mapping[str, Any]) -> AppInstallEvent | AppUninstallEvent:
+    """Parse ``ONAPPINSTALL`` / ``ONAPPUNINSTALL``. Raises MalformedEvent / MissingToken."""
+    auth_block = payload.get("auth")
+    auth = auth_of(payload)
+    if not auth.domain or not auth.member_id:
+        raise MalformedEvent("auth[domain] and auth[member_id] are required")
+    assert isinstance(auth_block, Mapping)
+    if app_event_name(payload) == APP_UNINSTALL:
+        return AppUninstallEvent(auth.domain.lower(), auth.member_id, auth.application_token)
+    refresh = _text(auth_block, "refresh_token")
+    if not refresh:
+        raise MalformedEvent("auth[refresh_token] is missing")
+    if not auth.client_endpoint:
+        raise MalformedEvent("auth[client_endpoint] is missing")
+    user = auth_block.get("user_id")
+    return AppInstallEvent(
+        domain=auth.domain.lower(), member_id=auth.member_id, client_endpoint=auth.client_endpoint,
+        user_id=0 if _is_absent(user) else max(0, _as_int(user, "auth[user_id]")),
+        application_token=auth.application_token, refresh_token=refresh,
+    )

@@ -27,6 +27,9 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:watch:{portal}:status`` | hash | task id → `status|changedDate` the sweep saw (status 5 = completed) | sweep | none |
 | ``P:budget:{portal}:reconcile`` | string | GCRA clock of reconciliation's slice of the budget | reconciler | a minute past idle |
 | ``P:sweep:{portal}:last`` / ``:cursor`` / ``:lock`` | string | start of the last complete sweep / the unfinished one (since, next page) / who sweeps now | reconciler | cursor 1 h, lock 30 s |
+| ``P:app:{portal}`` | hash | an app install (app mode): member_id, client_endpoint, application_token, access/refresh token, expires, user_id | web (``ONAPPINSTALL``), token refresh (workers) | none; deleted by ``ONAPPUNINSTALL`` |
+| ``P:app:installed`` | set | portals where the app is installed | web | none |
+| ``P:app:{portal}:refreshing`` | string | who is refreshing the portal's OAuth tokens now (the lock) | workers | 15 s |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
 
 ``{set}`` is ``tasks`` or ``deliveries``.
@@ -112,6 +115,15 @@ class Keys:
 
     def sweep_lock(self, portal: str) -> str:
         return f"{self.prefix}:sweep:{portal}:lock"
+
+    def app_install(self, portal: str) -> str:
+        return f"{self.prefix}:app:{portal}"
+
+    def app_installs(self) -> str:
+        return f"{self.prefix}:app:installed"
+
+    def oauth_lock(self, portal: str) -> str:
+        return f"{self.prefix}:app:{portal}:refreshing"
 
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -44,12 +44,12 @@ def is_loopback_host(host: str) -> bool:
 class Webhook:
     """The incoming-webhook base URL, split. ``code`` is a secret: never log ``base_url``."""
 
-    base_url: str  # "https://acme.bitrix24.com/rest/1/abc/" (always ends with "/")
+    base_url: str = field(repr=False)  # "https://acme.bitrix24.com/rest/1/abc/" (always ends with "/")
     scheme: str
     host: str
     netloc: str  # host[:port], what the portal sends as auth[domain]
     user_id: int
-    code: str
+    code: str = field(repr=False)
 
     @property
     def portal_url(self) -> str:
@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     b24notify_rest_timeout_seconds: float = Field(default=20.0, gt=0, le=60)
     b24notify_log_level: str = "INFO"
 
+    # OAuth application mode (PROTOCOL.md §8): set B24_CLIENT_ID and B24_CLIENT_SECRET; portals then
+    # come from ONAPPINSTALL events, stored in Redis.
+    b24_client_id: str | None = None
+    b24_client_secret: SecretStr | None = None
+    b24_oauth_url: str = "https://oauth.bitrix.info/oauth/token/"
+    # Where Bitrix24 reaches the web process, e.g. https://notify.example.com (for event.bind).
+    b24notify_public_url: str | None = None
+    # A TOML file with several webhook-mode portals ([[portals]] tables; README "Several portals").
+    b24notify_config: Path | None = None
+
     @field_validator("notify_email", "notify_kinds", "b24notify_delivery_retry_seconds", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
@@ -184,6 +194,18 @@ class Settings(BaseSettings):
         RateLimit.parse(value)
         return value
 
+    @field_validator("b24_oauth_url", "b24notify_public_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("must use https (http is accepted only for loopback hosts)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: str) -> str:
@@ -204,19 +226,37 @@ class Settings(BaseSettings):
         """The portal's id in our Redis keys and logs: the host[:port] of the webhook URL."""
         return self.webhook.netloc
 
+    @property
+    def app_mode(self) -> bool:
+        """OAuth application mode: portals install the app and are kept in Redis."""
+        return bool(self.b24_client_id)
+
     def require_portal(self) -> None:
-        """What both web and worker need: a portal and the outgoing webhook's token."""
-        if self.b24_webhook_url is None:
-            raise ConfigError("B24_WEBHOOK_URL: is not set (https://PORTAL/rest/USER_ID/CODE/)")
-        if self.b24_application_token is None or not self.b24_application_token.get_secret_value():
-            raise ConfigError("B24_APPLICATION_TOKEN: is not set (the outgoing webhook's token)")
+        """What both web and worker need: at least one portal to serve, each fully described."""
+        if self.b24_client_id is not None and (
+                self.b24_client_secret is None or not self.b24_client_secret.get_secret_value()):
+            raise ConfigError("B24_CLIENT_SECRET: is required when B24_CLIENT_ID is set")
+        if self.b24_webhook_url is not None:
+            if self.b24_application_token is None or not self.b24_application_token.get_secret_value():
+                raise ConfigError("B24_APPLICATION_TOKEN: is not set (the outgoing webhook's token)")
+        elif self.b24notify_config is None and not self.app_mode:
+            raise ConfigError("B24_WEBHOOK_URL: is not set (https://PORTAL/rest/USER_ID/CODE/); "
+                              "or give B24NOTIFY_CONFIG (several portals) or B24_CLIENT_ID (app mode)")
 
     def require_channels(self) -> None:
-        """What a worker needs on top: at least one channel, fully configured."""
+        """What a worker needs on top: every portal has a channel, and e-mail is fully configured."""
         self.require_portal()
-        if not self.notify_chat and not self.notify_email:
-            raise ConfigError("NOTIFY_CHAT / NOTIFY_EMAIL: set at least one of them")
-        if self.notify_email:
+        emails = bool(self.notify_email)
+        if not self.app_mode:
+            from b24notify.portals.spec import webhook_portals
+
+            portals = webhook_portals(self)
+            for portal in portals:
+                if not portal.notify_chat and not portal.notify_email:
+                    raise ConfigError("NOTIFY_CHAT / NOTIFY_EMAIL: set at least one of them"
+                                      + (f" (portal {portal.key})" if len(portals) > 1 else ""))
+            emails = emails or any(p.notify_email for p in portals)
+        if emails:
             if self.smtp_url is None:
                 raise ConfigError("SMTP_URL: is required when NOTIFY_EMAIL is set")
             if self.email_from is None:

@@ -174,9 +174,14 @@ def _single_line(text: str) -> str:
 
 
 def _quit(smtp: smtplib.SMTP) -> None:
-    """Say goodbye without letting a failed QUIT turn a delivered mail into an error."""
+    """Say goodbye without waiting for the reply. The server accepted the mail at the end of DATA;
+    waiting for QUIT's answer only widens the window in which a worker could die between "accepted"
+    and recording it as sent (docs/guarantees.md), and a failed QUIT must not turn a delivered mail
+    into an error."""
     try:
-        smtp.quit()
+        if smtp.sock is not None:
+            smtp.send("QUIT\r\n")
     except (smtplib.SMTPException, OSError) as exc:
         log.debug("event=email.quit_failed error=%s", type(exc).__name__)
+    finally:
         smtp.close()

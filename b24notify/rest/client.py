@@ -1,10 +1,12 @@
-"""The Bitrix24 REST client: one portal, one incoming webhook, sync httpx (workers are sync).
+"""The Bitrix24 REST client: one portal, sync httpx (workers are sync).
 
-Its surface is deliberately small — ``call`` and ``call_page`` — so that the fleet-wide rate budget,
-``batch`` and OAuth can slide in behind it without touching callers.
+Its surface is deliberately small — ``call``, ``call_page`` and ``batch``; the fleet-wide rate
+budget (``guard``) and the way requests authenticate (``credentials``: an incoming webhook, or an
+app's OAuth token that is refreshed once on ``expired_token``) slide in behind it.
 
-Credentials only ever go to the configured webhook URL: nothing from an event payload (such as
-``auth[client_endpoint]``) reaches this class, and redirects are never followed.
+Credentials only ever go to the configured webhook URL or the endpoint confirmed at app install:
+nothing from an event payload (such as ``auth[client_endpoint]``) reaches this class, and
+redirects are never followed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 
 from b24notify.phpform import encode_php_query
+from b24notify.rest.credentials import Credentials, WebhookCredentials
 from b24notify.rest.errors import B24Error, Policy, ServerError, TransportError, classify
 from b24notify.rest.guard import CallGuard
 from b24notify.settings import Webhook
@@ -56,7 +59,7 @@ class Answer:
 class RestClient:
     def __init__(
         self,
-        webhook: Webhook,
+        credentials: Credentials | Webhook,
         *,
         timeout: float = 20.0,
         backoff: Backoff | None = None,
@@ -66,7 +69,8 @@ class RestClient:
         observer: CallObserver | None = None,
         guard: CallGuard | None = None,
     ) -> None:
-        self.webhook = webhook
+        self.credentials: Credentials = (
+            WebhookCredentials(credentials) if isinstance(credentials, Webhook) else credentials)
         self.guard = guard
         self.backoff = backoff or Backoff()
         self._sleep = sleep
@@ -81,7 +85,7 @@ class RestClient:
 
     @property
     def portal(self) -> str:
-        return self.webhook.netloc
+        return self.credentials.portal
 
     def close(self) -> None:
         self._http.close()
@@ -103,16 +107,24 @@ class RestClient:
         if not METHOD_NAME.match(method):
             raise ValueError(f"not a REST method name: {method!r}")
         attempt = 0
+        renewed = False
         while True:
             if self.guard is not None:
                 # Raises BudgetSpent / OperationTimeLimit without a request: the caller reschedules.
                 self.guard.before(method)
+            url, auth = self.credentials.target(method)
             try:
-                answer = self._call_once(method, params or {})
+                answer = self._call_once(method, url, {**(params or {}), **auth})
             except B24Error as exc:
                 self._observe(method, exc.code)
                 if self.guard is not None:
                     self.guard.failed(method, exc)
+                if exc.policy is Policy.REAUTH and not renewed:
+                    # Once per call: a token that expires again right after a refresh is not ours
+                    # to fix by refreshing harder.
+                    renewed = True
+                    if self.credentials.renew(auth):
+                        continue
                 # A full bucket is retried here only without a guard; with one, the guard has pushed
                 # the fleet's clock back and the caller reschedules instead of holding a worker.
                 retry = exc.policy is Policy.RETRY_SOON or (
@@ -166,8 +178,7 @@ class RestClient:
         if self._observer is not None:
             self._observer(method, outcome)
 
-    def _call_once(self, method: str, params: Mapping[str, Any]) -> Answer:
-        url = self.webhook.base_url + method
+    def _call_once(self, method: str, url: str, params: Mapping[str, Any]) -> Answer:
         try:
             response = self._http.post(url, json=params)
         except httpx.TimeoutException as exc:

@@ -99,6 +99,7 @@ ERROR_TABLE: dict[str, type[B24Error]] = {
     "OPERATION_TIME_LIMIT": OperationTimeLimit,
     # re-authenticate
     "expired_token": TokenExpired,
+    "invalid_token": TokenExpired,  # app mode: refresh once; a refused refresh then halts the portal
     # drop the task
     "0": TaskGone,
     # stop calling the portal
@@ -113,6 +114,8 @@ ERROR_TABLE: dict[str, type[B24Error]] = {
     "OVERLOAD_LIMIT": PortalUnusable,  # a manual block: retrying makes it worse
     "ERROR_MANIFEST_IS_NOT_AVAILABLE": PortalUnusable,
     "WRONG_AUTH_TYPE": PortalUnusable,
+    "invalid_grant": PortalUnusable,  # OAuth server: the refresh token is spent or revoked (reinstall)
+    "invalid_client": PortalUnusable,  # OAuth server: B24_CLIENT_ID / B24_CLIENT_SECRET are wrong
     # our request is wrong
     "100": RequestRejected,
     "ERROR_BATCH_METHOD_NOT_ALLOWED": RequestRejected,

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 
+import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -22,7 +23,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from b24notify.dueset import DueSetKeys, load_lua
-from b24notify.events import EventType, IgnoredEvent
+from b24notify.events import (
+    AppInstallEvent,
+    EventType,
+    IgnoredEvent,
+    MalformedEvent,
+    MissingToken,
+    app_event_name,
+    auth_of,
+    parse_app_event,
+)
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text, task_member
 from b24notify.metrics import counter_field, decode_counters, render
 from b24notify.service.intake import (
@@ -33,27 +43,24 @@ from b24notify.service.intake import (
     read_body,
     to_event,
 )
+from b24notify.service.portals import WebPortals
 from b24notify.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Stands in when an event carries no auth at all: authenticate() then rejects it for that reason.
+UNKNOWN_PORTAL = PortalIdentity(application_token="\0", domain="")
 SAFE_NAME = re.compile(r"[^A-Z0-9_]")
 
 
 class Intake:
     """The webhook endpoint, with what it needs handed in."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        settings.require_portal()
-        assert settings.b24_application_token is not None
+    def __init__(self, settings: Settings, redis: Redis, http: httpx.AsyncClient) -> None:
         self.redis = redis
+        self.http = http
         self.keys = Keys(settings.b24notify_key_prefix)
-        self.portal = settings.portal
-        self.identity = PortalIdentity(
-            application_token=settings.b24_application_token.get_secret_value(),
-            domain=settings.webhook.netloc,
-            member_id=settings.b24_member_id,
-        )
+        self.portals = WebPortals(settings, redis, self.keys)
         self.debounce = settings.b24notify_debounce_seconds
         cap = settings.b24notify_debounce_max_seconds
         self.debounce_cap = max(cap, self.debounce) if cap > 0 else 0.0
@@ -68,19 +75,26 @@ class Intake:
             payload = decode_payload(request.headers.get("content-type", ""), body)
             # The sender's text: tamed before it reaches a log line or an answer (newlines, surrogates).
             event_name = SAFE_NAME.sub("?", str(payload.get("event") or "unknown").upper()[:40])
-            authenticate(payload, self.identity)
+            if app_event_name(payload) is not None and self.portals.app is not None:
+                return await self._app_event(payload, event_name)
+            identity = await self._identity(payload)
+            authenticate(payload, identity)
             event = to_event(payload)
         except Rejection as rejection:
             return self._reject(rejection, event_name)
+        except RedisError as exc:
+            log.error("event=webhook.redis_error error=%s", type(exc).__name__)
+            return JSONResponse({"status": "error", "reason": "queue unavailable"}, status_code=503)
         if isinstance(event, IgnoredEvent):
             return self._answer({"status": "ignored", "event": event_name}, event_name, "ignored")
-        member = task_member(self.portal, event.task_id)
+        portal = identity.domain
+        member = task_member(portal, event.task_id)
         drop = event.type is EventType.ONTASKDELETE
         now = time.time()
         try:
             scheduled = await self.schedule(
                 keys=[self.due.due, self.due.lease, self.due.pending, self.due.since, self.keys.drop(),
-                      self.keys.metrics(), self.keys.watch_active(self.portal), self.keys.watch_next(self.portal)],
+                      self.keys.metrics(), self.keys.watch_active(portal), self.keys.watch_next(portal)],
                 args=[member, now + self.debounce, "1" if drop else "0",
                       counter_field("b24notify_events", type=event.type.value, outcome="accepted"),
                       now, self.debounce_cap, str(event.task_id), self.watch_hot],
@@ -89,9 +103,32 @@ class Intake:
             # 503 tells the portal's log (and the operator) that we could not take the event.
             log.error("event=webhook.redis_error task=%d error=%s", event.task_id, type(exc).__name__)
             return JSONResponse({"status": "error", "reason": "queue unavailable"}, status_code=503)
-        log.info("event=webhook.accepted type=%s task=%d coalesced=%s", event.type.value, event.task_id,
-                 not scheduled)
+        log.info("event=webhook.accepted portal=%s type=%s task=%d coalesced=%s", portal, event.type.value,
+                 event.task_id, not scheduled)
         return JSONResponse({"status": "accepted", "task": event.task_id, "coalesced": not bool(scheduled)})
+
+    async def _identity(self, payload: dict[str, object]) -> PortalIdentity:
+        try:
+            auth = auth_of(payload)
+        except MalformedEvent:
+            return UNKNOWN_PORTAL  # authenticate() says what is missing
+        identity = await self.portals.identity(auth.domain)
+        if identity is None:
+            raise Rejection(403, "wrong_portal", "auth[domain] is not a portal b24notify serves")
+        return identity
+
+    async def _app_event(self, payload: dict[str, object], event_name: str) -> Response:
+        try:
+            app_event = parse_app_event(payload)
+        except MissingToken as exc:
+            raise Rejection(401, "missing_token", str(exc)) from None
+        except MalformedEvent as exc:
+            raise Rejection(400, "malformed", str(exc)) from None
+        if isinstance(app_event, AppInstallEvent):
+            portal = await self.portals.install(app_event, self.http)
+            return self._answer({"status": "installed", "portal": portal}, event_name, "installed")
+        portal = await self.portals.uninstall(app_event)
+        return self._answer({"status": "uninstalled", "portal": portal}, event_name, "uninstalled")
 
     def _answer(self, body: Mapping[str, object], event_name: str, outcome: str, status: int = 200) -> Response:
         # Counted after the answer is sent, so the portal never waits on it.
@@ -112,10 +149,10 @@ class Intake:
 
 
 class Health:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, portals: WebPortals, redis: Redis, keys: Keys) -> None:
         self.redis = redis
-        self.keys = Keys(settings.b24notify_key_prefix)
-        self.portal = settings.portal
+        self.keys = keys
+        self.portals = portals
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -123,14 +160,18 @@ class Health:
     async def readyz(self, request: Request) -> Response:
         try:
             await self.redis.ping()
-            halted = await self.redis.get(self.keys.halted(self.portal))
+            served = await self.portals.portal_keys()
+            halted = await self.redis.mget([self.keys.halted(p) for p in served]) if served else []
         except (RedisError, OSError) as exc:
             return JSONResponse({"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}"},
                                 status_code=503)
-        if halted is not None:
-            return JSONResponse({"status": "degraded", "redis": "ok",
-                                 "portal": f"calls paused: {as_text(halted)}"}, status_code=503)
-        return JSONResponse({"status": "ok", "redis": "ok", "portal": "ok"})
+        paused = {portal: as_text(reason) for portal, reason in zip(served, halted, strict=True) if reason is not None}
+        if paused:
+            # One portal: the reason itself; several: which ones and why.
+            detail: object = (f"calls paused: {next(iter(paused.values()))}" if len(served) == 1
+                              else {p: f"calls paused: {r}" for p, r in paused.items()})
+            return JSONResponse({"status": "degraded", "redis": "ok", "portal": detail}, status_code=503)
+        return JSONResponse({"status": "ok", "redis": "ok", "portal": "ok", "portals": len(served)})
 
     async def metrics(self, request: Request) -> Response:
         try:
@@ -158,18 +199,21 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     client = redis if redis is not None else Redis.from_url(
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=10
     )
-    intake = Intake(settings, client)
-    health = Health(settings, client)
+    http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "b24notify"})
+    intake = Intake(settings, client, http)
+    health = Health(intake.portals, client, intake.keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log.info("event=web.start portal=%s", settings.portal)
-        # The first process to start marks when the portal was connected; results created
+        log.info("event=web.start portals=%s app_mode=%s", ",".join(intake.portals.static) or "-",
+                 settings.app_mode)
+        # The first process to start marks when each portal was connected; results created
         # before that are a silent baseline. A Redis outage here must not stop the web.
         with contextlib.suppress(RedisError, OSError):
-            await client.set(Keys(settings.b24notify_key_prefix).connected_at(settings.portal),
-                             datetime.now(UTC).isoformat(), nx=True)
+            for portal in intake.portals.static:
+                await client.set(intake.keys.connected_at(portal), datetime.now(UTC).isoformat(), nx=True)
         yield
+        await http.aclose()
         if redis is None:
             await client.aclose()
 

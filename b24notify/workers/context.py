@@ -1,18 +1,21 @@
-"""What a worker's jobs need, built once per worker process from Settings.
+"""What a worker's jobs need, built from Settings: one ``WorkerContext`` per portal, made on first
+use by ``WorkerContexts``.
 
-RQ calls job functions by dotted name, so the worker hands its context to job code through one
+RQ calls job functions by dotted name, so the worker hands its contexts to job code through one
 context variable, set around each job by ``B24Worker.perform_job``. This is the single seam between
 RQ and our code; nothing else is process-global.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
 from redis import Redis
 
 from b24notify.channels.base import Channel
@@ -21,16 +24,25 @@ from b24notify.channels.email import EmailChannel, SmtpConfig
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, TASKS, Keys
 from b24notify.metrics import Counters
+from b24notify.portals.directory import PortalDirectory
+from b24notify.portals.registry import AppInstall
+from b24notify.portals.spec import PortalSpec
 from b24notify.rest.budget import RateBudget, RateLimit
 from b24notify.rest.client import RestClient
+from b24notify.rest.credentials import Credentials, WebhookCredentials
 from b24notify.rest.guard import PortalGuard
+from b24notify.rest.oauth import AppTokens, OAuthApp, OAuthCredentials
 from b24notify.rest.operating import OperatingBudget
 from b24notify.settings import Settings
 from b24notify.workers.reconcile import Reconciler, Watch
 
+SPEC_RECHECK_SECONDS = 30.0  # how soon a reinstall or an uninstall reaches a running worker
+
 
 @dataclass
 class WorkerContext:
+    """Everything a job needs for one portal."""
+
     settings: Settings
     redis: Redis
     keys: Keys
@@ -42,31 +54,128 @@ class WorkerContext:
     connected_at: datetime
     watch: Watch
     reconciler: Reconciler | None
+    spec: PortalSpec
     clock: Callable[[], float] = field(default=time.time)
 
     @property
     def portal(self) -> str:
-        return self.settings.portal
+        return self.spec.key
 
     def close(self) -> None:
         self.client.close()
 
 
-_current: ContextVar[WorkerContext] = ContextVar("b24notify_worker_context")
+class WorkerContexts:
+    """The per-portal contexts of one worker process. Thread-safe: jobs and the dispatcher's
+    reconciliation tick both ask for them."""
+
+    def __init__(self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.monotonic) -> None:
+        settings.require_channels()
+        self.settings = settings
+        self.redis = redis
+        self.keys = Keys(settings.b24notify_key_prefix)
+        self.counters = Counters(redis, self.keys)
+        self.tasks = DueSet(redis, self.keys, TASKS)
+        self.deliveries = DueSet(redis, self.keys, DELIVERIES)
+        self.directory = PortalDirectory(settings, redis, self.keys)
+        self.oauth = OAuthApp(settings.b24_client_id or "", settings.b24_client_secret.get_secret_value()
+                              if settings.b24_client_secret else "", settings.b24_oauth_url)
+        self._oauth_http = httpx.Client(follow_redirects=False, headers={"User-Agent": "b24notify"})
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._built: dict[str, tuple[WorkerContext, float]] = {}
+
+    def get(self, portal: str) -> WorkerContext | None:
+        """The portal's context, or None when this process does not (or no longer) serve it."""
+        with self._lock:
+            cached = self._built.get(portal)
+            if cached is not None and (cached[0].spec.webhook is not None
+                                       or self._clock() - cached[1] < SPEC_RECHECK_SECONDS):
+                return cached[0]
+            found = self.directory.get(portal)
+            if found is None:
+                if cached is not None:
+                    cached[0].close()
+                    del self._built[portal]
+                return None
+            spec, install = found
+            if cached is not None and cached[0].spec == spec:
+                self._built[portal] = (cached[0], self._clock())
+                return cached[0]
+            if cached is not None:
+                cached[0].close()
+            context = self._build(spec, install)
+            self._built[portal] = (context, self._clock())
+            return context
+
+    def all(self) -> list[WorkerContext]:
+        return [ctx for ctx in (self.get(portal) for portal in self.directory.portals()) if ctx is not None]
+
+    def reconcilers(self) -> list[Reconciler]:
+        return [ctx.reconciler for ctx in self.all() if ctx.reconciler is not None]
+
+    def close(self) -> None:
+        with self._lock:
+            for context, _ in self._built.values():
+                context.close()
+            self._built.clear()
+        self._oauth_http.close()
+
+    def _credentials(self, spec: PortalSpec, install: AppInstall | None) -> Credentials:
+        if spec.webhook is not None:
+            return WebhookCredentials(spec.webhook)
+        assert install is not None
+
+        def refreshed(portal: str) -> None:
+            self.counters.inc("b24notify_oauth_refreshes", portal=portal)
+
+        tokens = AppTokens(self.redis, self.keys, spec.key, self.oauth, self._oauth_http, on_refresh=refreshed)
+        return OAuthCredentials(tokens, install.client_endpoint)
+
+    def _build(self, spec: PortalSpec, install: AppInstall | None) -> WorkerContext:
+        settings, redis, keys = self.settings, self.redis, self.keys
+        counters = self.counters
+
+        def observe(method: str, outcome: str) -> None:
+            counters.inc("b24notify_rest_calls", method=method, outcome=outcome)
+
+        client = RestClient(self._credentials(spec, install), timeout=settings.b24notify_rest_timeout_seconds,
+                            observer=observe, guard=portal_guard(settings, redis, keys, spec))
+        channels: dict[str, Channel] = {}
+        if spec.notify_chat:
+            channels["chat"] = ChatChannel(client, spec.notify_chat)
+        if spec.notify_email and settings.smtp_url is not None and settings.email_from:
+            smtp = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
+            channels["email"] = EmailChannel(smtp, settings.email_from, spec.notify_email)
+        watch = Watch(redis, keys, spec.key, settings.watch_policy())
+        reconciler = None
+        if settings.b24_reconcile_share > 0:
+            reconciler = Reconciler(redis, keys, client, self.tasks, watch,
+                                    portal_limit=RateLimit.parse(spec.rate_limit),
+                                    share=settings.b24_reconcile_share)
+        return WorkerContext(
+            settings=settings, redis=redis, keys=keys, tasks=self.tasks, deliveries=self.deliveries,
+            client=client, channels=channels, counters=counters,
+            connected_at=ensure_connected_at(redis, keys, spec.key), watch=watch, reconciler=reconciler,
+            spec=spec,
+        )
 
 
-def current_context() -> WorkerContext:
+_current: ContextVar[WorkerContexts] = ContextVar("b24notify_worker_contexts")
+
+
+def current_contexts() -> WorkerContexts:
     try:
         return _current.get()
     except LookupError:
         raise RuntimeError("b24notify jobs run inside `b24notify worker`, which provides their context") from None
 
 
-def bind_context(context: WorkerContext) -> object:
-    return _current.set(context)
+def bind_contexts(contexts: WorkerContexts) -> object:
+    return _current.set(contexts)
 
 
-def unbind_context(token: object) -> None:
+def unbind_contexts(token: object) -> None:
     _current.reset(token)  # type: ignore[arg-type]
 
 
@@ -80,49 +189,21 @@ def ensure_connected_at(redis: Redis, keys: Keys, portal: str, now: datetime | N
     return datetime.fromisoformat(value)
 
 
-def portal_guard(settings: Settings, redis: Redis, keys: Keys) -> PortalGuard:
-    """The fleet-wide limits for our one portal: its share of the rate bucket (what is left after
+def portal_guard(settings: Settings, redis: Redis, keys: Keys, spec: PortalSpec) -> PortalGuard:
+    """The fleet-wide limits for one portal: its share of the rate bucket (what is left after
     the reserve for the portal's other integrations) and the per-method time budget."""
-    limit = RateLimit.parse(settings.b24_rate_limit).share(1.0 - settings.b24_rate_reserve)
-    rate = RateBudget(redis, keys.budget(settings.portal), limit)
-    operating = OperatingBudget(redis, keys.operating(settings.portal),
-                                limit_seconds=settings.b24_operating_limit_seconds)
+    limit = RateLimit.parse(spec.rate_limit).share(1.0 - settings.b24_rate_reserve)
+    rate = RateBudget(redis, keys.budget(spec.key), limit)
+    operating = OperatingBudget(redis, keys.operating(spec.key), limit_seconds=settings.b24_operating_limit_seconds)
     return PortalGuard(rate, operating)
 
 
 def build_context(settings: Settings, redis: Redis) -> WorkerContext:
-    settings.require_channels()
-    keys = Keys(settings.b24notify_key_prefix)
-    counters = Counters(redis, keys)
-
-    def observe(method: str, outcome: str) -> None:
-        counters.inc("b24notify_rest_calls", method=method, outcome=outcome)
-
-    client = RestClient(settings.webhook, timeout=settings.b24notify_rest_timeout_seconds, observer=observe,
-                        guard=portal_guard(settings, redis, keys))
-    channels: dict[str, Channel] = {}
-    if settings.notify_chat:
-        channels["chat"] = ChatChannel(client, settings.notify_chat)
-    if settings.notify_email and settings.smtp_url is not None and settings.email_from:
-        smtp = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
-        channels["email"] = EmailChannel(smtp, settings.email_from, settings.notify_email)
-    tasks = DueSet(redis, keys, TASKS)
-    watch = Watch(redis, keys, settings.portal, settings.watch_policy())
-    reconciler = None
-    if settings.b24_reconcile_share > 0:
-        reconciler = Reconciler(redis, keys, client, tasks, watch,
-                                portal_limit=RateLimit.parse(settings.b24_rate_limit),
-                                share=settings.b24_reconcile_share)
-    return WorkerContext(
-        settings=settings,
-        redis=redis,
-        keys=keys,
-        tasks=tasks,
-        deliveries=DueSet(redis, keys, DELIVERIES),
-        client=client,
-        channels=channels,
-        counters=counters,
-        connected_at=ensure_connected_at(redis, keys, settings.portal),
-        watch=watch,
-        reconciler=reconciler,
-    )
+    """The one portal's context, for single-portal tools and tests (``sync --task``)."""
+    contexts = WorkerContexts(settings, redis)
+    portals = contexts.directory.portals()
+    if len(portals) != 1:
+        raise ValueError(f"build_context serves exactly one portal; {len(portals)} are configured")
+    context = contexts.get(portals[0])
+    assert context is not None
+    return context

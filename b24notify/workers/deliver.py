@@ -58,20 +58,29 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim]) -> list[DeliveryOu
             for due in items:
                 outcomes[due.claim.member] = _dead(ctx, due, f"channel {name} is not configured")
             continue
+        # Right before sending, each lease is renewed for a full term: a lease lost meanwhile
+        # (reaped, now someone else's) means someone else sends it, and a send never starts with
+        # only a sliver of its lease left (a repeat would need the send to outlast a whole term).
         send_many = getattr(channel, "send_many", None)
         if send_many is not None and len(items) > 1:
-            errors = send_many([due.alert for due in items])
-            for due, error in zip(items, errors, strict=True):
-                outcomes[due.claim.member] = _settle(ctx, due, error)
+            items = _still_ours(ctx, items, outcomes)
+            if items:
+                errors = send_many([due.alert for due in items])
+                for due, error in zip(items, errors, strict=True):
+                    outcomes[due.claim.member] = _settle(ctx, due, error)
             continue
         for due in items:
-            # Sending one by one takes time: a lease lost meanwhile (reaped, now someone else's)
-            # means someone else sends this one. Checked right before each send.
-            if not ctx.deliveries.holds(due.claim):
-                outcomes[due.claim.member] = DeliveryOutcome(due.claim.member, "stale")
-                continue
-            outcomes[due.claim.member] = _settle(ctx, due, _send_one(channel, due.alert))
+            if _still_ours(ctx, [due], outcomes):
+                outcomes[due.claim.member] = _settle(ctx, due, _send_one(channel, due.alert))
     return [outcomes[c.member] for c in claims]
+
+
+def _still_ours(ctx: WorkerContext, items: list[_Due], outcomes: dict[str, DeliveryOutcome]) -> list[_Due]:
+    held = {c.member for c in ctx.deliveries.renew([d.claim for d in items], ctx.settings.b24notify_lease_seconds)}
+    for due in items:
+        if due.claim.member not in held:
+            outcomes[due.claim.member] = DeliveryOutcome(due.claim.member, "stale")
+    return [due for due in items if due.claim.member in held]
 
 
 def _send_one(channel: object, alert: Alert) -> DeliveryError | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 
 from rq import Queue
 
@@ -36,9 +37,9 @@ class Dispatcher:
         poll_seconds: float,
         gather_seconds: float = 0.0,
         max_queued_jobs: int = 1,
-        reconciler: Reconciler | None = None,
+        reconcilers: Callable[[], Iterable[Reconciler]] | None = None,
     ) -> None:
-        self.reconciler = reconciler
+        self.reconcilers = reconcilers
         self._last_reconcile = 0.0
         self.queue = queue
         self.tasks = tasks
@@ -67,9 +68,10 @@ class Dispatcher:
                 reaped = due_set.reap()
                 if reaped:
                     log.warning("event=lease.expired set=%s members=%d", due_set.name, len(reaped))
-        if self.reconciler is not None and now - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
+        if self.reconcilers is not None and now - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
             self._last_reconcile = now
-            self.reconciler.tick()
+            for reconciler in self.reconcilers():
+                reconciler.tick()
         enqueued = 0
         if self.queue.count >= self.max_queued_jobs:
             return 0

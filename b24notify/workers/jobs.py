@@ -1,27 +1,44 @@
 """RQ job functions. They carry claims (member + fencing token) made by the dispatcher; all state
 lives in Redis, so a job that dies is simply claimed and run again after its lease expires.
+
+One job may carry claims of several portals (the due sets are shared): each portal's share runs
+with that portal's context, so its requests go to its own endpoint and spend its own budget.
 """
 
 from __future__ import annotations
 
-from b24notify.dueset import Claim
-from b24notify.keys import delivery_id
-from b24notify.workers.context import current_context
+import logging
+from collections.abc import Callable
+
+from b24notify.alerts import Alert
+from b24notify.dueset import Claim, DueSet
+from b24notify.keys import as_text, delivery_id, split_task_member
+from b24notify.workers.context import WorkerContext, WorkerContexts, current_contexts
 from b24notify.workers.deliver import deliver_many
 from b24notify.workers.sync import TaskSync
+
+log = logging.getLogger(__name__)
 
 SYNC_JOB = "b24notify.workers.jobs.run_sync"
 DELIVERY_JOB = "b24notify.workers.jobs.run_deliveries"
 
 
 def run_sync(claims: list[list[str]]) -> list[str]:
-    ctx = current_context()
-    lease = ctx.settings.b24notify_lease_seconds
-    held = ctx.tasks.renew([Claim(m, t) for m, t in claims], lease)
-    outcomes = TaskSync(ctx).run_many(held)
+    contexts = current_contexts()
+    held = contexts.tasks.renew([Claim(m, t) for m, t in claims], contexts.settings.b24notify_lease_seconds)
+    statuses: dict[str, str] = {}
+    for ctx, group in _by_portal(contexts, contexts.tasks, held, lambda c: split_task_member(c.member)[0]):
+        for claim, status in zip(group, sync_and_deliver(ctx, group), strict=True):
+            statuses[claim.member] = status
+    return [statuses.get(m, "stale") for m, _ in claims]
+
+
+def sync_and_deliver(ctx: WorkerContext, claims: list[Claim]) -> list[str]:
+    outcomes = TaskSync(ctx).run_many(claims)
     # Send what this sync queued right away, in this job: it saves a trip through the dispatcher
     # (up to B24NOTIFY_POLL_SECONDS) and lets the chat messages share one batch request. Claimed
     # like any delivery, so a crash here leaves them to the usual retry path.
+    lease = ctx.settings.b24notify_lease_seconds
     fresh = [delivery_id(alert.key, channel) for o in outcomes for alert in o.alerts for channel in ctx.channels]
     deliveries = [c for did in fresh for c in ctx.deliveries.claim(1, lease, only=did)]
     if deliveries:
@@ -30,6 +47,33 @@ def run_sync(claims: list[list[str]]) -> list[str]:
 
 
 def run_deliveries(claims: list[list[str]]) -> list[str]:
-    ctx = current_context()
-    held = ctx.deliveries.renew([Claim(m, t) for m, t in claims], ctx.settings.b24notify_lease_seconds)
-    return [o.status for o in deliver_many(ctx, held)]
+    contexts = current_contexts()
+    held = contexts.deliveries.renew([Claim(m, t) for m, t in claims], contexts.settings.b24notify_lease_seconds)
+    statuses: dict[str, str] = {}
+    for ctx, group in _by_portal(contexts, contexts.deliveries, held, lambda c: _delivery_portal(contexts, c)):
+        for outcome in deliver_many(ctx, group):
+            statuses[outcome.delivery_id] = outcome.status
+    return [statuses.get(m, "stale") for m, _ in claims]
+
+
+def _delivery_portal(contexts: WorkerContexts, claim: Claim) -> str:
+    raw = contexts.redis.hget(contexts.keys.delivery(claim.member), "alert")
+    return Alert.from_json(as_text(raw)).portal if raw is not None else ""
+
+
+def _by_portal(contexts: WorkerContexts, due: DueSet, claims: list[Claim],
+               portal_of: Callable[[Claim], str]) -> list[tuple[WorkerContext, list[Claim]]]:
+    groups: dict[str, list[Claim]] = {}
+    for claim in claims:
+        groups.setdefault(portal_of(claim), []).append(claim)
+    runs = []
+    for portal, group in groups.items():
+        ctx = contexts.get(portal) if portal else None
+        if ctx is None:
+            # Uninstalled, or removed from the config: nobody can call that portal any more.
+            for claim in group:
+                due.complete(claim)
+            log.warning("event=job.unknown_portal portal=%s set=%s members=%d", portal or "?", due.name, len(group))
+            continue
+        runs.append((ctx, group))
+    return runs

@@ -6,15 +6,21 @@ from redis import Redis
 
 from b24notify.keys import delivery_id, task_member
 from b24notify.settings import Settings
-from b24notify.workers.context import build_context
+from b24notify.workers.context import WorkerContexts
 from b24notify.workers.deliver import deliver
 from b24notify.workers.sync import TaskSync
 
 
-def sync_now(settings: Settings, task_id: int, *, send: bool = True) -> int:
-    redis = Redis.from_url(settings.redis_url)
-    ctx = build_context(settings, redis)
+def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str | None = None) -> int:
+    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url))
     try:
+        served = contexts.directory.portals()
+        if portal is None and len(served) == 1:
+            portal = served[0]
+        ctx = contexts.get(portal) if portal else None
+        if ctx is None:
+            print(f"say which portal with --portal: one of {', '.join(served) or '(none installed)'}")
+            return 2
         member = task_member(ctx.portal, task_id)
         ctx.tasks.schedule(member, at=0)
         claims = ctx.tasks.claim(1, ctx.settings.b24notify_lease_seconds, only=member)
@@ -38,4 +44,4 @@ def sync_now(settings: Settings, task_id: int, *, send: bool = True) -> int:
                         print(f"  {channel:<9} {deliver(ctx, claim).status}")
         return 0 if outcome.status in ("synced", "dropped") else 1
     finally:
-        ctx.close()
+        contexts.close()

@@ -173,7 +173,7 @@ class TaskSync:
     def _alert(self, task: TaskInfo, kind: ChangeKind, key: str, result: TaskResult, names: dict[int, str]) -> Alert:
         return Alert(
             portal=self.ctx.portal,
-            portal_url=self.ctx.settings.webhook.portal_url,
+            portal_url=self.ctx.spec.portal_url,
             kind=kind,
             change_key=key,
             task=task,

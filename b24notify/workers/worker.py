@@ -9,7 +9,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from b24notify.settings import Settings
-from b24notify.workers.context import WorkerContext, bind_context, build_context, unbind_context
+from b24notify.workers.context import WorkerContexts, bind_contexts, unbind_contexts
 from b24notify.workers.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -19,41 +19,41 @@ class B24Worker(SimpleWorker):
     """Runs jobs in this process (no fork per job), so the HTTP connection pool to the portal and
     the SMTP settings are reused across jobs; a job timeout still applies (SIGALRM)."""
 
-    context: WorkerContext
+    contexts: WorkerContexts
 
     def perform_job(self, *args: Any, **kwargs: Any) -> bool:
-        token = bind_context(self.context)
+        token = bind_contexts(self.contexts)
         try:
             return bool(super().perform_job(*args, **kwargs))
         finally:
-            unbind_context(token)
+            unbind_contexts(token)
 
 
-def make_dispatcher(ctx: WorkerContext, queue: Queue) -> Dispatcher:
-    s = ctx.settings
+def make_dispatcher(contexts: WorkerContexts, queue: Queue) -> Dispatcher:
+    s = contexts.settings
     return Dispatcher(
-        queue, ctx.tasks, ctx.deliveries,
+        queue, contexts.tasks, contexts.deliveries,
         lease_seconds=s.b24notify_lease_seconds,
         sync_batch=s.b24notify_sync_batch,
         delivery_batch=s.b24notify_delivery_batch,
         poll_seconds=s.b24notify_poll_seconds,
         gather_seconds=s.b24notify_gather_seconds,
-        reconciler=ctx.reconciler,
+        reconcilers=contexts.reconcilers if s.b24_reconcile_share > 0 else None,
     )
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
-    ctx = build_context(settings, Redis.from_url(settings.redis_url))
+    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url))
     # RQ raises its connection's socket timeout above its BLPOP wait, but only for connections made
     # after it looked: it gets a pool of its own, never used before, or BLPOP dies on redis-py's
     # default 5 s read timeout and the worker loops on "could not connect".
     rq_redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.b24notify_queue, connection=rq_redis)
     worker = B24Worker([queue], connection=rq_redis, name=name)
-    worker.context = ctx
-    dispatcher = make_dispatcher(ctx, queue)
-    log.info("event=worker.start portal=%s queue=%s channels=%s", ctx.portal, queue.name,
-             ",".join(ctx.channels))
+    worker.contexts = contexts
+    dispatcher = make_dispatcher(contexts, queue)
+    log.info("event=worker.start portals=%s app_mode=%s queue=%s", ",".join(contexts.directory.portals()) or "-",
+             settings.app_mode, queue.name)
     try:
         if burst:
             # Burst: hand out what is due now, run it, and stop when the queue is empty.
@@ -64,4 +64,4 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         return bool(worker.work(with_scheduler=True, logging_level=settings.b24notify_log_level))
     finally:
         dispatcher.stop()
-        ctx.close()
+        contexts.close()

@@ -1,0 +1,144 @@
+"""One portal as the rest of the code sees it, however it was configured.
+
+Webhook mode gets its portals from ``B24_WEBHOOK_URL`` (one) and/or a TOML file
+(``B24NOTIFY_CONFIG``, several); app mode from installs (``portals/registry.py``). Both end as a
+:class:`PortalSpec`, so sync, delivery and reconciliation never ask which mode they are in.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from b24notify.settings import DIALOG_ID, EMAIL_ADDRESS, ConfigError, Webhook, parse_webhook_url
+
+if TYPE_CHECKING:
+    from b24notify.settings import Settings
+
+
+@dataclass(frozen=True)
+class PortalSpec:
+    key: str  # host[:port]: the portal's name in Redis keys, logs and alert keys
+    portal_url: str  # https://host[:port], for links into the portal
+    application_token: str = field(repr=False)  # what its events must carry
+    member_id: str | None
+    rate_limit: str
+    notify_chat: str | None
+    notify_email: tuple[str, ...]
+    webhook: Webhook | None = field(default=None, repr=False)  # None: an app install (OAuth)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(name for name, on in (("chat", self.notify_chat), ("email", self.notify_email)) if on)
+
+
+class PortalEntry(BaseModel):
+    """One ``[[portals]]`` table of the TOML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: SecretStr
+    application_token: SecretStr
+    member_id: str | None = None
+    rate_limit: str | None = None
+    notify_chat: str | None = None
+    notify_email: list[str] | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr) -> SecretStr:
+        parse_webhook_url(value.get_secret_value())
+        return value
+
+    @field_validator("application_token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        from b24notify.rest.budget import RateLimit
+
+        if value is not None:
+            RateLimit.parse(value)
+        return value
+
+    @field_validator("notify_chat")
+    @classmethod
+    def _dialog(cls, value: str | None) -> str | None:
+        if value is not None and not DIALOG_ID.match(value):
+            raise ValueError("must be a DIALOG_ID: chatN, sgN or a user id")
+        return value
+
+    @field_validator("notify_email")
+    @classmethod
+    def _emails(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or []:
+            if not EMAIL_ADDRESS.match(address):
+                raise ValueError("holds an address that is not user@domain")
+        return value
+
+
+class PortalFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    portals: list[PortalEntry] = Field(min_length=1)
+
+
+def webhook_portals(settings: Settings) -> list[PortalSpec]:
+    """The configured webhook-mode portals: ``B24_WEBHOOK_URL`` and the TOML file's, in that order.
+    Raises ConfigError naming the file, the entry and the field (never a value)."""
+    specs: list[PortalSpec] = []
+    if settings.b24_webhook_url is not None:
+        token = settings.b24_application_token.get_secret_value() if settings.b24_application_token else ""
+        specs.append(_spec(settings, parse_webhook_url(settings.b24_webhook_url.get_secret_value()), token,
+                           settings.b24_member_id, None, None, None))
+    if settings.b24notify_config is not None:
+        for entry in load_portal_file(settings.b24notify_config):
+            specs.append(_spec(settings, parse_webhook_url(entry.webhook_url.get_secret_value()),
+                               entry.application_token.get_secret_value(), entry.member_id, entry.rate_limit,
+                               entry.notify_chat, entry.notify_email))
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.key in seen:
+            raise ConfigError(f"B24NOTIFY_CONFIG: portal {spec.key} is configured twice")
+        seen.add(spec.key)
+    return specs
+
+
+def load_portal_file(path: Path) -> list[PortalEntry]:
+    try:
+        raw: dict[str, Any] = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"B24NOTIFY_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"B24NOTIFY_CONFIG: {path} is not valid TOML: {exc}") from None
+    try:
+        return PortalFile.model_validate(raw).portals
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"B24NOTIFY_CONFIG: {path}: {where}: {message}") from None
+
+
+def _spec(settings: Settings, webhook: Webhook, token: str, member_id: str | None, rate_limit: str | None,
+          notify_chat: str | None, notify_email: Sequence[str] | None) -> PortalSpec:
+    return PortalSpec(
+        key=webhook.netloc,
+        portal_url=webhook.portal_url,
+        application_token=token,
+        member_id=member_id,
+        rate_limit=rate_limit or settings.b24_rate_limit,
+        notify_chat=notify_chat if notify_chat is not None else settings.notify_chat,
+        notify_email=tuple(notify_email if notify_email is not None else settings.notify_email),
+        webhook=webhook,
+    )

@@ -1,0 +1,123 @@
+"""The web side of "which portals do we serve": whose token an event must carry, and the app's
+install / uninstall events (OAuth application mode).
+
+An install is trusted only after the OAuth server (``B24_OAUTH_URL``, never a URL from the event)
+accepts its refresh token with our client secret and names the same ``member_id`` and
+``client_endpoint``: a forged ``ONAPPINSTALL`` cannot plant an endpoint or take over a portal.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from datetime import UTC, datetime
+
+import httpx
+from redis.asyncio import Redis
+
+from b24notify.events import AppInstallEvent, AppUninstallEvent
+from b24notify.keys import Keys, as_text
+from b24notify.portals.registry import AppInstall, endpoint_problem
+from b24notify.portals.spec import PortalSpec, webhook_portals
+from b24notify.rest.errors import B24Error, PortalUnusable
+from b24notify.rest.oauth import OAuthApp, request_refresh_async
+from b24notify.service.intake import PortalIdentity, Rejection
+from b24notify.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class WebPortals:
+    def __init__(self, settings: Settings, redis: Redis, keys: Keys) -> None:
+        settings.require_portal()
+        self.redis = redis
+        self.keys = keys
+        self.static: dict[str, PortalSpec] = {spec.key: spec for spec in webhook_portals(settings)}
+        self.app: OAuthApp | None = None
+        if settings.app_mode:
+            assert settings.b24_client_id is not None and settings.b24_client_secret is not None
+            self.app = OAuthApp(settings.b24_client_id, settings.b24_client_secret.get_secret_value(),
+                                settings.b24_oauth_url)
+
+    async def identity(self, domain: str) -> PortalIdentity | None:
+        """Who an event claiming ``auth[domain]`` must prove to be. One portal configured and no
+        app: that portal, so a wrong domain is told apart from a wrong token."""
+        key = domain.lower()
+        spec = self.static.get(key) or self.static.get(_with_default_port(key, self.static))
+        if spec is None and self.app is None and len(self.static) == 1:
+            spec = next(iter(self.static.values()))
+        if spec is not None:
+            return PortalIdentity(spec.application_token, spec.key, spec.member_id)
+        if self.app is None or not key:
+            return None
+        token, member = await self.redis.hmget(self.keys.app_install(key), ["application_token", "member_id"])
+        if token is None:
+            return None
+        return PortalIdentity(as_text(token), key, as_text(member) if member is not None else None)
+
+    async def portal_keys(self) -> list[str]:
+        installed = [as_text(m) for m in await self.redis.smembers(self.keys.app_installs())] if self.app else []
+        return list(self.static) + sorted(p for p in installed if p not in self.static)
+
+    async def install(self, event: AppInstallEvent, http: httpx.AsyncClient) -> str:
+        if self.app is None:
+            raise Rejection(403, "not_an_app", "ONAPPINSTALL, but B24_CLIENT_ID is not set (webhook mode)")
+        if event.domain in self.static:
+            raise Rejection(409, "install_refused", "this portal is configured as a webhook portal")
+        problem = endpoint_problem(event.client_endpoint, event.domain)
+        if problem:
+            raise Rejection(403, "install_refused", problem)
+        existing = await self.redis.hget(self.keys.app_install(event.domain), "member_id")
+        if existing is not None and as_text(existing) != event.member_id:
+            raise Rejection(403, "install_refused", "another member_id is installed under this domain")
+        try:
+            grant = await request_refresh_async(http, self.app, event.refresh_token)
+        except PortalUnusable as exc:
+            raise Rejection(403, "install_unverified", f"the OAuth server refused the install: {exc.code}") from None
+        except B24Error as exc:
+            # The portal does not retry; the admin reinstalls. Say why in its log.
+            raise Rejection(503, "oauth_unavailable", f"could not verify the install: {exc.code}") from None
+        if not hmac.compare_digest(grant.member_id.encode(), event.member_id.encode()):
+            raise Rejection(403, "install_unverified", "the OAuth server names another member_id")
+        if grant.client_endpoint and grant.client_endpoint.lower() != event.client_endpoint.lower():
+            raise Rejection(403, "install_unverified", "the OAuth server names another client_endpoint")
+        install = AppInstall(
+            domain=event.domain, member_id=event.member_id, client_endpoint=event.client_endpoint,
+            application_token=event.application_token, access_token=grant.access_token,
+            refresh_token=grant.refresh_token, expires=grant.expires, user_id=event.user_id or grant.user_id,
+            installed_at=time.time(),
+        )
+        pipe = self.redis.pipeline()
+        pipe.delete(self.keys.app_install(install.domain))
+        pipe.hset(self.keys.app_install(install.domain), mapping=install.to_mapping())
+        pipe.sadd(self.keys.app_installs(), install.domain)
+        pipe.delete(self.keys.halted(install.domain))  # a reinstall is the operator's fix for a halt
+        # Results pinned before the install are a silent baseline (kept from an earlier install).
+        pipe.set(self.keys.connected_at(install.domain), datetime.now(UTC).isoformat(), nx=True)
+        await pipe.execute()
+        log.info("event=app.installed portal=%s member=%s", install.domain, install.member_id)
+        return install.domain
+
+    async def uninstall(self, event: AppUninstallEvent) -> str:
+        if self.app is None:
+            raise Rejection(403, "not_an_app", "ONAPPUNINSTALL, but B24_CLIENT_ID is not set (webhook mode)")
+        identity = await self.identity(event.domain)
+        stored = identity.application_token if identity is not None else "\0"
+        if not hmac.compare_digest(event.application_token.encode("utf-8", "surrogatepass"),
+                                   stored.encode("utf-8", "surrogatepass")) or identity is None:
+            raise Rejection(401, "bad_token", "auth[application_token] does not match the install")
+        pipe = self.redis.pipeline()
+        pipe.delete(self.keys.app_install(event.domain))
+        pipe.srem(self.keys.app_installs(), event.domain)
+        await pipe.execute()
+        log.info("event=app.uninstalled portal=%s", event.domain)
+        return event.domain
+
+
+def _with_default_port(domain: str, static: dict[str, PortalSpec]) -> str:
+    # auth[domain] never carries a port; a portal configured as host:443 is still that host.
+    for key in static:
+        if key.split(":")[0] == domain:
+            return key
+    return domain
