@@ -1,4 +1,4 @@
-"""``b24notify`` command line: serve, worker, sync, up, simulate."""
+"""``b24notify`` command line: serve, worker, sync, register, deadletter, doctor, up, simulate."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings.require_channels()
     setup_logging(settings.b24notify_log_level)
     return sync_now(settings, args.task, send=not args.no_send, portal=args.portal)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from b24notify.logs import setup_logging
+    from b24notify.register import register_all
+
+    settings = _settings(args)
+    setup_logging(settings.b24notify_log_level)
+    return register_all(settings)
 
 
 def cmd_deadletter(args: argparse.Namespace) -> int:
@@ -116,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--portal", help="the portal (host[:port]) when several are served")
     sync.add_argument("--no-send", action="store_true", help="queue the notifications but do not send them")
     sync.set_defaults(func=cmd_sync)
+
+    register = sub.add_parser("register", help="bind the task events (app mode) or print the webhook setup steps")
+    register.set_defaults(func=cmd_register)
 
     deadletter = sub.add_parser("deadletter", help="list or replay deliveries that failed for good")
     deadletter_sub = deadletter.add_subparsers(dest="action", required=True)

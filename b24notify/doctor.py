@@ -8,9 +8,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text
-from b24notify.rest.client import RestClient
 from b24notify.rest.errors import B24Error
 from b24notify.settings import ConfigError, Settings
+from b24notify.workers.context import WorkerContexts
 
 
 def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
@@ -23,7 +23,8 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
 
     try:
         settings.require_channels()
-        check("config", True, f"portal {settings.portal}, channels {', '.join(settings.channel_names)}")
+        check("config", True, f"{'app mode' if settings.app_mode else 'webhook mode'}, "
+                              f"channels {', '.join(settings.channel_names) or 'per portal'}")
     except ConfigError as exc:
         check("config", False, str(exc))
         return 1
@@ -32,24 +33,34 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
     try:
         redis.ping()
         check("redis", True, "answers")
-        halted = redis.get(keys.halted(settings.portal))
-        check("portal", halted is None, "calls allowed" if halted is None else f"calls paused: {as_text(halted)}")
         due = {name: redis.zcard(keys.due(name)) for name in (TASKS, DELIVERIES)}
         dead = redis.zcard(keys.deadletter())
         check("queues", True, f"tasks due {due[TASKS]}, deliveries due {due[DELIVERIES]}")
         check("deadletter", dead == 0, f"{dead} dead deliveries (b24notify deadletter list)")
     except RedisError as exc:
         check("redis", False, f"unreachable: {type(exc).__name__}")
-    finally:
         redis.close()
-    with RestClient(settings.webhook, timeout=10) as client:
-        for method, params, scope in (
-            ("user.get", {"ID": settings.webhook.user_id}, "user"),
-            ("tasks.task.list", {"select": ["ID"], "start": -1}, "task"),
-        ):
-            try:
-                client.call(method, params)
-                check(f"scope {scope}", True, f"{method} answers")
-            except B24Error as exc:
-                check(f"scope {scope}", False, f"{method}: {exc.code} {exc.description} (policy {exc.policy.value})")
+        return 1
+    contexts = WorkerContexts(settings, redis)
+    try:
+        served = contexts.all()
+        check("portals", bool(served),
+              f"{len(served)} served" if served else "none (app mode: nobody installed it yet)")
+        for ctx in served:
+            halted = redis.get(keys.halted(ctx.portal))
+            check(ctx.portal, halted is None, "calls allowed" if halted is None else f"calls paused: {as_text(halted)}")
+            user_id = ctx.spec.webhook.user_id if ctx.spec.webhook is not None else 1
+            for method, params, scope in (
+                ("user.get", {"ID": user_id}, "user"),
+                ("tasks.task.list", {"select": ["ID"], "start": -1}, "task"),
+            ):
+                try:
+                    ctx.client.call(method, params)
+                    check(f"  scope {scope}", True, f"{method} answers")
+                except B24Error as exc:
+                    check(f"  scope {scope}", False,
+                          f"{method}: {exc.code} {exc.description} (policy {exc.policy.value})")
+    finally:
+        contexts.close()
+        redis.close()
     return 1 if problems else 0

@@ -46,7 +46,8 @@ def run_up(*, env_file: str | None, host: str, port: int, workers: int, demo: bo
             stack.callback(embedded.stop)
             env["REDIS_URL"] = embedded.url
             print(f"b24notify: no Redis at REDIS_URL; started redis-server on {embedded.url}", flush=True)
-        if demo or settings.b24_webhook_url is None:
+        configured = settings.b24_webhook_url or settings.b24notify_config or settings.app_mode
+        if demo or not configured:
             from b24notify.demo import start_demo
 
             env.update(start_demo(stack, host=host, port=port, stop=stop))

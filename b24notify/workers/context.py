@@ -8,6 +8,7 @@ RQ and our code; nothing else is process-global.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,14 +23,16 @@ from b24notify.channels.base import Channel
 from b24notify.channels.chat import ChatChannel
 from b24notify.channels.email import EmailChannel, SmtpConfig
 from b24notify.dueset import DueSet
-from b24notify.keys import DELIVERIES, TASKS, Keys
+from b24notify.keys import DELIVERIES, TASKS, Keys, as_text
 from b24notify.metrics import Counters
+from b24notify.portals.binding import bind_events, handler_url
 from b24notify.portals.directory import PortalDirectory
 from b24notify.portals.registry import AppInstall
 from b24notify.portals.spec import PortalSpec
 from b24notify.rest.budget import RateBudget, RateLimit
 from b24notify.rest.client import RestClient
 from b24notify.rest.credentials import Credentials, WebhookCredentials
+from b24notify.rest.errors import B24Error
 from b24notify.rest.guard import PortalGuard
 from b24notify.rest.oauth import AppTokens, OAuthApp, OAuthCredentials
 from b24notify.rest.operating import OperatingBudget
@@ -37,6 +40,9 @@ from b24notify.settings import Settings
 from b24notify.workers.reconcile import Reconciler, Watch
 
 SPEC_RECHECK_SECONDS = 30.0  # how soon a reinstall or an uninstall reaches a running worker
+BIND_CHECK_SECONDS = 60.0  # how often a worker checks that an app install's events are bound
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,6 +90,7 @@ class WorkerContexts:
         self._clock = clock
         self._lock = threading.Lock()
         self._built: dict[str, tuple[WorkerContext, float]] = {}
+        self._bind_after: dict[str, float] = {}
 
     def get(self, portal: str) -> WorkerContext | None:
         """The portal's context, or None when this process does not (or no longer) serve it."""
@@ -111,8 +118,37 @@ class WorkerContexts:
     def all(self) -> list[WorkerContext]:
         return [ctx for ctx in (self.get(portal) for portal in self.directory.portals()) if ctx is not None]
 
-    def reconcilers(self) -> list[Reconciler]:
-        return [ctx.reconciler for ctx in self.all() if ctx.reconciler is not None]
+    def periodic(self) -> None:
+        """Once a second, from the dispatcher: reconcile every portal; bind events where an app
+        install has not been bound yet (a fresh install, or a reinstall, which drops handlers)."""
+        for ctx in self.all():
+            if ctx.reconciler is not None:
+                ctx.reconciler.tick()
+            if ctx.spec.webhook is None:
+                self._ensure_bound(ctx)
+
+    def mark_bound(self, portal: str, handler: str) -> None:
+        self.redis.hset(self.keys.app_install(portal), "bound_handler", handler)
+
+    def _ensure_bound(self, ctx: WorkerContext) -> None:
+        public_url = self.settings.b24notify_public_url
+        if not public_url or self._clock() < self._bind_after.get(ctx.portal, 0.0):
+            return
+        self._bind_after[ctx.portal] = self._clock() + BIND_CHECK_SECONDS
+        handler = handler_url(public_url)
+        if as_text(self.redis.hget(self.keys.app_install(ctx.portal), "bound_handler") or b"") == handler:
+            return
+        if not self.redis.set(self.keys.oauth_lock(ctx.portal) + ":binding", "1", nx=True, ex=int(BIND_CHECK_SECONDS)):
+            return  # another worker is binding it now
+        try:
+            report = bind_events(ctx.client, handler)
+        except B24Error as exc:
+            log.warning("event=app.bind_failed portal=%s code=%s", ctx.portal, exc.code)
+            return
+        if report.ok:
+            self.mark_bound(ctx.portal, handler)
+        log.info("event=app.bound portal=%s bound=%s failed=%s", ctx.portal, ",".join(report.bound) or "-",
+                 ",".join(f"{e}:{c}" for e, c in report.failed.items()) or "-")
 
     def close(self) -> None:
         with self._lock:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from rq import Queue
 
 from b24notify.dueset import DueSet
 from b24notify.workers.jobs import DELIVERY_JOB, SYNC_JOB
-from b24notify.workers.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +36,10 @@ class Dispatcher:
         poll_seconds: float,
         gather_seconds: float = 0.0,
         max_queued_jobs: int = 1,
-        reconcilers: Callable[[], Iterable[Reconciler]] | None = None,
+        periodic: Callable[[], None] | None = None,
     ) -> None:
-        self.reconcilers = reconcilers
+        # Reconciliation (and app-install upkeep) for every portal, once a second.
+        self.periodic = periodic
         self._last_reconcile = 0.0
         self.queue = queue
         self.tasks = tasks
@@ -68,10 +68,9 @@ class Dispatcher:
                 reaped = due_set.reap()
                 if reaped:
                     log.warning("event=lease.expired set=%s members=%d", due_set.name, len(reaped))
-        if self.reconcilers is not None and now - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
+        if self.periodic is not None and now - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
             self._last_reconcile = now
-            for reconciler in self.reconcilers():
-                reconciler.tick()
+            self.periodic()
         enqueued = 0
         if self.queue.count >= self.max_queued_jobs:
             return 0

@@ -249,8 +249,10 @@ class TaskSync:
             ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
             ctx.counters.inc("b24notify_jobs", outcome="halted")
             if first:
-                log.error("event=portal.halted portal=%s reason=%r action=%s", ctx.portal, reason,
-                          "check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan")
+                action = ("check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan"
+                          if ctx.spec.webhook is not None else
+                          "reinstall the app on the portal (or fix B24_CLIENT_ID / B24_CLIENT_SECRET)")
+                log.error("event=portal.halted portal=%s reason=%r action=%s", ctx.portal, reason, action)
             return SyncOutcome(task_id, "halted", detail=reason)
         # REJECTED: our request is wrong. Log its shape (never its values), do not retry.
         ctx.tasks.complete(claim)

@@ -38,7 +38,7 @@ def make_dispatcher(contexts: WorkerContexts, queue: Queue) -> Dispatcher:
         delivery_batch=s.b24notify_delivery_batch,
         poll_seconds=s.b24notify_poll_seconds,
         gather_seconds=s.b24notify_gather_seconds,
-        reconcilers=contexts.reconcilers if s.b24_reconcile_share > 0 else None,
+        periodic=contexts.periodic,
     )
 
 
