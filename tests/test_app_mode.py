@@ -267,3 +267,37 @@ def test_a_forged_install_changes_nothing_and_calls_nobody(app_fleet, redis, key
         assert AppRegistry(redis, keys).portals() == []
     finally:
         listener.close()
+
+
+def test_register_binds_the_task_events_once(redis, keys, authority, app_settings):
+    from b24notify.register import register_all
+
+    with RunningSimulator(SimulatorConfig(bucket_capacity=0), authority=authority) as sim:
+        settings = app_settings(sim, b24notify_public_url="https://notify.example.com")
+        sim.control.install_app()  # the app exists on the portal (no handler to tell: tokens made below)
+        install_directly(redis, keys, sim, authority)
+        lines: list[str] = []
+        assert register_all(settings, lines.append) == 0
+        handler = "https://notify.example.com/webhooks/bitrix24"
+        bound = sim.control.bindings()
+        assert sorted(b["event"] for b in bound) == sorted(
+            ["ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE", "ONTASKCOMMENTADD", "ONTASKCOMMENTUPDATE",
+             "ONTASKCOMMENTDELETE", "ONAPPUNINSTALL"])
+        assert all(b["handler"] == handler for b in bound)
+        binds_before = len(sim.control.calls("event.bind")["calls"])
+        lines.clear()
+        assert register_all(settings, lines.append) == 0  # again: event.get, nothing to bind
+        assert len(sim.control.bindings()) == 7
+        assert len(sim.control.calls("event.bind")["calls"]) == binds_before
+        assert "bound nothing new" in lines[0]
+
+
+def test_register_in_webhook_mode_prints_the_setup_steps(make_settings, simulator):
+    from b24notify.register import register_all
+
+    settings = make_settings(b24_webhook_url=simulator.webhook_url, b24_application_token="t",
+                             notify_chat="chat1", b24notify_public_url="https://notify.example.com")
+    lines: list[str] = []
+    assert register_all(settings, lines.append) == 0
+    assert "Handler URL: https://notify.example.com/webhooks/bitrix24" in lines[0]
+    assert simulator.webhook_url.split("/rest/")[1] not in lines[0]  # the webhook code stays secret

@@ -1,7 +1,9 @@
 """The web app: ``POST /webhooks/bitrix24`` plus health, readiness and metrics.
 
 It answers fast and enqueues: one Redis round trip (the ``schedule`` Lua script) per accepted
-event, because Bitrix24 never retries a delivery that timed out or failed (PROTOCOL.md §1).
+event of a configured portal, two for an app install's portal (its stored token is read first),
+because Bitrix24 never retries a delivery that timed out or failed (PROTOCOL.md §1).
+``ONAPPINSTALL`` / ``ONAPPUNINSTALL`` are handled in ``service/portals.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Every REST call the simulator answered, for tests and operators (``GET /_sim/calls``)."""
+"""Every REST call the simulator answered, for tests and operators (``GET /_sim/calls``).
+
+A record says how the call was authorised (``"webhook"`` or ``"oauth"``) and as whom, never with
+what: access tokens are taken out of the params before they get here (``auth.without_auth``).
+"""
 
 from __future__ import annotations
 
@@ -28,12 +32,14 @@ class CallRecord:
     http_status: int | None  # None: the connection was dropped on purpose
     error: str | None
     sub_calls: tuple[SubCall, ...] = ()
+    auth: str = "webhook"  # "webhook" | "oauth": which door the call came through
+    user_id: int | None = None  # whom it acted as; None when it was refused before that was known
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "seq": self.seq, "at": self.at, "method": self.method, "params": self.params,
             "http_status": self.http_status, "error": self.error,
-            "dropped": self.http_status is None,
+            "dropped": self.http_status is None, "auth": self.auth, "user_id": self.user_id,
         }
         if self.sub_calls:
             record["sub_calls"] = [{"key": s.key, "method": s.method, "error": s.error} for s in self.sub_calls]
@@ -57,8 +63,11 @@ class CallLog:
         http_status: int | None,
         error: str | None = None,
         sub_calls: tuple[SubCall, ...] = (),
+        auth: str = "webhook",
+        user_id: int | None = None,
     ) -> None:
-        self.calls.append(CallRecord(next(self._seq), self._wall(), method, params, http_status, error, sub_calls))
+        self.calls.append(CallRecord(next(self._seq), self._wall(), method, params, http_status, error, sub_calls,
+                                     auth, user_id))
         self.by_method[method] += 1
         self.by_status["dropped" if http_status is None else str(http_status)] += 1
         if error:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-# What POST /_sim/config may change while the simulator runs. Host, port and the webhook's
-# credentials are fixed once the server listens.
+# What POST /_sim/config may change while the simulator runs. Host, port, the webhook's and the
+# OAuth app's credentials are fixed once the server listens.
 LIVE_FIELDS = frozenset({
-    "handler_url", "application_token", "member_id", "event_handler_id",
+    "handler_url", "app_handler_url", "application_token", "member_id", "event_handler_id",
     "bucket_capacity", "bucket_drain_per_second", "operating_limit_seconds", "operating_cost_seconds",
     "seed", "new_card", "event_drop_probability", "event_duplicate_probability", "event_reorder_max_ms",
     "event_timeout_seconds",
@@ -40,10 +40,21 @@ class SimulatorConfig:
     event_duplicate_probability: float = 0.0
     event_reorder_max_ms: int = 0
     event_timeout_seconds: float = 5.0
+    # The OAuth application (PROTOCOL.md §8). Used only when the simulator makes its own
+    # OAuthAuthority; simulators handed a shared one answer with that one's.
+    oauth_client_id: str = "app.sim.1"
+    oauth_client_secret: str = "sim-app-secret"
+    access_token_ttl_seconds: float = 3600.0
+    app_handler_url: str | None = None  # where ONAPPINSTALL/ONAPPUNINSTALL go; None: logged, not sent
 
     @property
     def portal_domain(self) -> str:
         return self.domain or f"{self.host}:{self.port}"
+
+    @property
+    def client_endpoint(self) -> str:
+        """The portal's REST root for OAuth calls, as tokens and events give it."""
+        return f"http://{self.portal_domain}/rest/"
 
     def with_changes(self, changes: dict[str, Any]) -> SimulatorConfig:
         """A copy with the given live fields changed, each converted to the field's type."""

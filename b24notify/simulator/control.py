@@ -2,6 +2,11 @@
 
 Plain JSON with snake_case keys (this is our API, not the portal's). No webhook check, no bucket,
 no faults: it must keep working while the REST side is being made to fail.
+
+The OAuth application: ``POST /app/install`` and ``/app/uninstall`` install and remove it on this
+portal, sending ONAPPINSTALL / ONAPPUNINSTALL and answering once the handler did; ``GET /app``
+shows the install and its ``event.bind`` handlers; ``GET /oauth`` the authority's counters and
+token requests (never a token); ``POST /oauth/expire`` expires every access token issued so far.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from b24notify.simulator.config import InvalidConfig
+from b24notify.simulator.events import Delivery
 from b24notify.simulator.faults import FaultRule, InvalidFaultRule
+from b24notify.simulator.oauth import PortalConflict
 from b24notify.simulator.simulation import Simulation
 
 MAX_WAIT_SECONDS = 60.0
@@ -45,8 +52,12 @@ async def _json_body(request: Request) -> Any:
         raise BadControlRequest("body is not valid JSON") from None
 
 
-def _bad(message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=400)
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _outcome(delivery: Delivery) -> dict[str, Any]:
+    return {"handler": delivery.handler, "delivered": delivery.outcome == "sent", "status": delivery.status_code}
 
 
 class ControlApi:
@@ -135,6 +146,46 @@ class ControlApi:
         self.simulation.reset()
         return JSONResponse({"ok": True})
 
+    async def app(self, request: Request) -> JSONResponse:
+        installed = self.simulation.app
+        return JSONResponse({"installed": installed is not None, "handler_url": self.simulation.config.app_handler_url,
+                             **(installed.to_json() if installed else {"bindings": []})})
+
+    async def install_app(self, request: Request) -> JSONResponse:
+        """``{"handler_url": url, "user_id": 1}``, both optional; ``handler_url`` becomes the
+        config's ``app_handler_url``."""
+        sim = self.simulation
+        try:
+            body = await _json_body(request)
+            if not isinstance(body, dict):
+                raise BadControlRequest("expected a JSON object")
+            user_id = int(body.get("user_id") or 1)
+            if "handler_url" in body:
+                sim.reconfigure({"app_handler_url": body["handler_url"]})
+            installed, delivery = await sim.install_app(user_id)
+        except (BadControlRequest, InvalidConfig, TypeError, ValueError) as exc:
+            return _bad(str(exc), 409 if isinstance(exc, PortalConflict) else 400)
+        return JSONResponse({"application_token": installed.application_token, "member_id": installed.member_id,
+                             **_outcome(delivery)})
+
+    async def uninstall_app(self, request: Request) -> JSONResponse:
+        member_id = self.simulation.app.member_id if self.simulation.app else None
+        deliveries = await self.simulation.uninstall_app()
+        if deliveries is None:
+            return _bad("the app is not installed", 409)
+        first = _outcome(deliveries[0])
+        return JSONResponse({"member_id": member_id, "delivered": all(_outcome(d)["delivered"] for d in deliveries),
+                             "status": first["status"], "deliveries": [_outcome(d) for d in deliveries]})
+
+    async def oauth(self, request: Request) -> JSONResponse:
+        authority = self.simulation.authority
+        return JSONResponse({"refreshes": authority.refreshes, "invalid_grants": authority.invalid_grants,
+                             "requests": [r.to_json() for r in authority.requests()]})
+
+    async def expire_tokens(self, request: Request) -> JSONResponse:
+        self.simulation.authority.expire_all()
+        return JSONResponse({"ok": True})
+
 
 def control_routes(simulation: Simulation) -> list[Route]:
     api = ControlApi(simulation)
@@ -149,4 +200,9 @@ def control_routes(simulation: Simulation) -> list[Route]:
         Route("/state", api.state, methods=["GET"]),
         Route("/users", api.users, methods=["GET", "POST"]),
         Route("/reset", api.reset, methods=["POST"]),
+        Route("/app", api.app, methods=["GET"]),
+        Route("/app/install", api.install_app, methods=["POST"]),
+        Route("/app/uninstall", api.uninstall_app, methods=["POST"]),
+        Route("/oauth", api.oauth, methods=["GET"]),
+        Route("/oauth/expire", api.expire_tokens, methods=["POST"]),
     ]

@@ -61,3 +61,29 @@ class SimulatorControl:
 
     def reset(self) -> None:
         self._send("POST", "reset")
+
+    def install_app(self, handler_url: str | None = None, user_id: int = 1) -> dict[str, Any]:
+        """Install the OAuth app (ONAPPINSTALL is delivered before this returns):
+        ``{"application_token", "member_id", "handler", "delivered", "status"}``."""
+        body: dict[str, Any] = {"user_id": user_id}
+        if handler_url is not None:
+            body["handler_url"] = handler_url
+        return dict(self._send("POST", "app/install", body))
+
+    def uninstall_app(self) -> dict[str, Any]:
+        """``{"member_id", "delivered", "status", "deliveries": [{"handler", "delivered", "status"}]}``"""
+        return dict(self._send("POST", "app/uninstall"))
+
+    def app(self) -> dict[str, Any]:
+        """``{"installed", "handler_url", "member_id", "user_id", "application_token", "bindings"}``"""
+        return dict(self._get("app"))
+
+    def bindings(self) -> list[dict[str, Any]]:
+        return list(self.app()["bindings"])
+
+    def expire_tokens(self) -> None:
+        self._send("POST", "oauth/expire")
+
+    def oauth_stats(self) -> dict[str, Any]:
+        """``{"refreshes", "invalid_grants", "requests": [{"seq", "at", "grant_type", "outcome", "member_id"}]}``"""
+        return dict(self._get("oauth"))

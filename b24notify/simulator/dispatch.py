@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from b24notify.phpform import FormError, parse_php_query
+from b24notify.simulator.auth import Caller
 from b24notify.simulator.bucket import OPERATING_WINDOW_SECONDS, OperatingLedger, time_info
 from b24notify.simulator.calllog import SubCall
 from b24notify.simulator.errors import RestError
@@ -82,16 +83,17 @@ class Dispatcher:
         self._wall = wall
         self._perf = perf
 
-    async def handle(self, method: str, params: Params) -> Reply:
-        """Raises ConnectionDropped when a fault says so; every other outcome is a Reply."""
+    async def handle(self, method: str, params: Params, caller: Caller) -> Reply:
+        """Raises ConnectionDropped when a fault says so; every other outcome is a Reply. A batch's
+        commands all run as ``caller``."""
         name = self.methods.canonical(method)
         try:
             await self._apply_fault(name, params, whole_request=True)
         except RestError as error:
             return Reply.failure(name, error)
         if name == BATCH:
-            return await self._batch(params)
-        outcome = self._run(name, params)
+            return await self._batch(params, caller)
+        outcome = self._run(name, params, caller)
         if outcome.error is not None:
             return Reply.failure(name, outcome.error)
         assert outcome.answer is not None
@@ -114,7 +116,7 @@ class Dispatcher:
         if fault.error is not None:
             raise fault.error
 
-    def _run(self, name: str, params: Params) -> _Outcome:
+    def _run(self, name: str, params: Params, caller: Caller) -> _Outcome:
         start, began = self._wall(), self._perf()
         answer: Answer | None = None
         error: RestError | None = None
@@ -122,7 +124,7 @@ class Dispatcher:
             error = RestError("OPERATION_TIME_LIMIT")
         else:
             try:
-                answer = self.methods.call(name, params)
+                answer = self.methods.call(name, params, caller)
             except RestError as exc:
                 error = exc
             self.ledger.charge(name, self._perf() - began)
@@ -131,7 +133,7 @@ class Dispatcher:
                            operating=self.ledger.operating(name), operating_reset_at=self.ledger.reset_at(name))
         return _Outcome(answer, error, timing)
 
-    async def _batch(self, params: Params) -> Reply:
+    async def _batch(self, params: Params, caller: Caller) -> Reply:
         start, began = self._wall(), self._perf()
         halt = flag(param(params, "halt"))
         sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
@@ -139,7 +141,7 @@ class Dispatcher:
         for index, (key, command) in enumerate(_commands(param(params, "cmd"))):
             method, _, query = command.partition("?")
             name = self.methods.canonical(method)
-            error, outcome = await self._batch_command(index, name, query)
+            error, outcome = await self._batch_command(index, name, query, caller)
             if outcome is not None:
                 sections["result_time"][key] = outcome.time
             if error is not None:
@@ -161,7 +163,9 @@ class Dispatcher:
         }
         return Reply(200, body, BATCH, sub_calls=tuple(sub_calls))
 
-    async def _batch_command(self, index: int, name: str, query: str) -> tuple[RestError | None, _Outcome | None]:
+    async def _batch_command(
+        self, index: int, name: str, query: str, caller: Caller
+    ) -> tuple[RestError | None, _Outcome | None]:
         # Commands past the 50th each get an error inside a 200 answer (source and batch.md, §5).
         if index >= BATCH_MAX_LENGTH:
             return RestError("ERROR_BATCH_LENGTH_EXCEEDED"), None
@@ -176,5 +180,5 @@ class Dispatcher:
             await self._apply_fault(name, sub_params, whole_request=False)
         except RestError as error:
             return error, None
-        outcome = self._run(name, sub_params)
+        outcome = self._run(name, sub_params, caller)
         return outcome.error, outcome

@@ -17,6 +17,8 @@ STANDARD_ERRORS: dict[str, tuple[int, str]] = {
     "OPERATION_TIME_LIMIT": (429, "Method is blocked due to operation time limit."),
     "NO_AUTH_FOUND": (401, "Wrong authorization data"),
     "expired_token": (401, "The access token provided has expired."),
+    "invalid_token": (401, "The access token provided is invalid."),
+    "WRONG_AUTH_TYPE": (401, "Current authorization type is denied for this method"),
     "INVALID_CREDENTIALS": (403, "Invalid request credentials"),
     "insufficient_scope": (403, "The request requires higher privileges than provided by the webhook token"),
     "ACCESS_DENIED": (403, "REST API is available only on commercial plans"),
@@ -30,6 +32,7 @@ STANDARD_ERRORS: dict[str, tuple[int, str]] = {
     "ERROR_BATCH_LENGTH_EXCEEDED": (400, "Max batch length exceeded"),
     "ERROR_ARGUMENT": (400, "Invalid argument"),
     "ERROR_CORE": (400, "Internal error"),
+    "ERROR_EVENT_NOT_FOUND": (400, "Event not found"),
     "0": (400, "Access denied."),
     "100": (400, "Invalid value to match with parameter. Should be value of type int."),
 }

@@ -5,6 +5,9 @@
 - ``data`` carries ids only, per the PROTOCOL.md §2 table.
 - Each event is POSTed **once**: a timeout, a refused connection or an error status is logged and
   the event is lost, never retried (§1 "Retries, timeouts, ordering").
+- Besides the outgoing webhook, an event goes to every handler the installed app bound for it with
+  ``event.bind``, in the application shape (``app_events.py`` builds those bodies), under the same
+  chaos and no-retry rules.
 
 Chaos for reliability tests (drop, duplicate, reorder by a random extra delay) is decided when the
 event is emitted, from one seeded ``random.Random``, so the same seed and the same actions give
@@ -19,7 +22,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -27,13 +30,15 @@ from urllib.parse import urlencode
 import httpx
 
 from b24notify.phpform import encode_php_form
+from b24notify.simulator.oauth import SERVER_ENDPOINT  # sent as auth[server_endpoint]; never to be called
 
 log = logging.getLogger(__name__)
 
 UNDEFINED = "undefined"
-# What the portal sends as auth[server_endpoint]; b24notify must never call it.
-SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
 USER_AGENT = "Bitrix24 Webhook Engine (b24notify simulator)"
+# Delivery kinds: to the outgoing webhook, or to an application's handler.
+WEBHOOK = "webhook"
+APP = "app"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class PortalEvent:
 
 
 # -- the six task events (PROTOCOL.md §2 table) ---------------------------------------------------
+
+TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE",
+               "ONTASKCOMMENTADD", "ONTASKCOMMENTUPDATE", "ONTASKCOMMENTDELETE")
 
 
 def task_added(task_id: int) -> PortalEvent:
@@ -131,6 +139,14 @@ def event_form(event: PortalEvent, *, handler_id: int, ts: int, auth: WebhookAut
 # -- delivery ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AppCopy:
+    """One event's body for one handler an application bound with ``event.bind``."""
+
+    url: str
+    body: str
+
+
 @dataclass
 class EventChaos:
     drop_probability: float = 0.0
@@ -154,13 +170,15 @@ class Delivery:
     status_code: int | None = None
     error: str | None = None
     sent_at: float | None = None
+    kind: str = WEBHOOK  # WEBHOOK | APP
+    handler: str | None = None  # the URL it goes to
 
     def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq, "event": self.event, "task_id": self.task_id, "data": self.data,
             "copy": self.copy, "delay_ms": self.delay_ms, "queued_at": self.queued_at,
             "outcome": self.outcome, "status_code": self.status_code, "error": self.error,
-            "sent_at": self.sent_at, "body": self.body,
+            "sent_at": self.sent_at, "body": self.body, "kind": self.kind, "handler": self.handler,
         }
 
 
@@ -192,6 +210,8 @@ class EventQueue:
         self._wall = wall
         self.deliveries: list[Delivery] = []
         self._rng = random.Random(f"events:{seed}")
+        # App handlers draw from their own stream: binding one must not change the webhook's chaos.
+        self._app_rng = random.Random(f"app-events:{seed}")
         self._seq = itertools.count(1)
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._pending = 0
@@ -203,6 +223,7 @@ class EventQueue:
 
     def reseed(self, seed: int | str) -> None:
         self._rng = random.Random(f"events:{seed}")
+        self._app_rng = random.Random(f"app-events:{seed}")
 
     def clear(self) -> None:
         """Forget the log and restart numbering; deliveries in flight still finish (unlogged)."""
@@ -213,28 +234,48 @@ class EventQueue:
     def pending(self) -> int:
         return self._pending
 
-    def emit(self, event: PortalEvent) -> None:
+    def emit(self, event: PortalEvent, apps: Sequence[AppCopy] = ()) -> None:
+        """Queue the event for the outgoing webhook and for each app handler in ``apps``."""
         seq = next(self._seq)
-        # Always four random() draws per event, whatever the knobs say, so changing one chaos knob
-        # does not shift what the others decide for the same seed.
-        drop_draw, duplicate_draw = self._rng.random(), self._rng.random()
-        delays = [int(self._rng.random() * (max(0, self.chaos.reorder_max_ms) + 1)) for _ in range(2)]
-        copies = 2 if duplicate_draw < self.chaos.duplicate_probability else 1
         body = urlencode(event_form(event, handler_id=self.handler_id, ts=int(self._wall()), auth=self.auth))
+        self._fan_out(seq, event, WEBHOOK, self.handler_url, body, self._rng)
+        for app in apps:
+            self._fan_out(seq, event, APP, app.url, app.body, self._app_rng)
+
+    def _fan_out(self, seq: int, event: PortalEvent, kind: str, url: str | None, body: str,
+                 rng: random.Random) -> None:
+        # Always four random() draws per event and handler, whatever the knobs say, so changing one
+        # chaos knob does not shift what the others decide for the same seed.
+        drop_draw, duplicate_draw = rng.random(), rng.random()
+        delays = [int(rng.random() * (max(0, self.chaos.reorder_max_ms) + 1)) for _ in range(2)]
+        copies = 2 if duplicate_draw < self.chaos.duplicate_probability else 1
         for copy in range(1, copies + 1):
             delivery = Delivery(seq, event.name, event.task_id, event.data(), copy, delays[copy - 1],
-                                self._wall(), body)
+                                self._wall(), body, kind=kind, handler=url)
             self.deliveries.append(delivery)
             if drop_draw < self.chaos.drop_probability:
                 delivery.outcome = "dropped"
-            elif not self.handler_url:
+            elif not url:
                 delivery.outcome = "no_handler"
             else:
                 self._pending += 1
                 self._idle.clear()
-                self._queue.put_nowait(_Job(delivery, self.handler_url))
-            log.info("event=sim.event.emitted name=%s seq=%d copy=%d task=%s outcome=%s",
-                     event.name, seq, copy, delivery.task_id, delivery.outcome)
+                self._queue.put_nowait(_Job(delivery, url))
+            log.info("event=sim.event.emitted name=%s kind=%s seq=%d copy=%d task=%s outcome=%s",
+                     event.name, kind, seq, copy, delivery.task_id, delivery.outcome)
+
+    async def send_now(self, name: str, data: dict[str, Any], url: str | None, body: str) -> Delivery:
+        """POST one app lifecycle event (ONAPPINSTALL, ONAPPUNINSTALL) now, past the queue and its
+        chaos, and log it; the caller learns the outcome from the returned Delivery."""
+        delivery = Delivery(next(self._seq), name, None, data, 1, 0, self._wall(), body, kind=APP, handler=url)
+        self.deliveries.append(delivery)
+        if not url:
+            delivery.outcome = "no_handler"
+            return delivery
+        self._pending += 1
+        self._idle.clear()
+        await self._deliver(_Job(delivery, url))
+        return delivery
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": USER_AGENT})

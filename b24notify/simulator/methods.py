@@ -8,11 +8,12 @@ no events of their own, and pinning a comment through REST fires none (PROTOCOL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from b24notify.simulator import events
+from b24notify.simulator.auth import Caller
 from b24notify.simulator.errors import RestError
 from b24notify.simulator.params import (
     Params,
@@ -39,7 +40,8 @@ from b24notify.simulator.taskfilter import task_filters
 PAGE_SIZE = 50  # "The page size is always static — 50 records" (§4)
 DIALOG_ID = re.compile(r"^(chat\d+|sg\d+|\d+)$")
 
-Emit = Callable[[events.PortalEvent], None]
+# An event and the user whose action fired it (app handlers get that user's token, §1).
+Emit = Callable[[events.PortalEvent, int], None]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class Answer:
     result: Any
     total: int | None = None
     next: int | None = None
+
+
+Handler = Callable[[Params, Caller], Answer]
 
 
 # -- views ------------------------------------------------------------------------------------------
@@ -71,13 +76,13 @@ def user_view(user: User) -> dict[str, Any]:
 
 
 class PortalMethods:
-    """The method table. ``caller_id`` is the webhook's user: the one the portal acts as."""
+    """The method table. Each method acts as the ``Caller`` it is given: the webhook's user or the
+    access token's user. ``extra`` adds methods kept elsewhere (``event.*``, ``app_methods.py``)."""
 
-    def __init__(self, portal: Portal, emit: Emit, *, caller_id: int) -> None:
+    def __init__(self, portal: Portal, emit: Emit, *, extra: Iterable[tuple[str, Handler]] = ()) -> None:
         self.portal = portal
         self._emit = emit
-        self.caller_id = caller_id
-        self._table: dict[str, tuple[str, Callable[[Params], Answer]]] = {
+        self._table: dict[str, tuple[str, Handler]] = {
             name.lower(): (name, handler) for name, handler in (
                 ("tasks.task.add", self.task_add),
                 ("tasks.task.update", self.task_update),
@@ -95,6 +100,7 @@ class PortalMethods:
                 ("user.get", self.user_get),
                 ("im.message.add", self.message_add),
                 ("im.notify.system.add", self.notify_system_add),
+                *extra,
             )
         }
 
@@ -104,11 +110,11 @@ class PortalMethods:
         known = self._table.get(name)
         return known[0] if known else name
 
-    def call(self, method: str, params: Params) -> Answer:
+    def call(self, method: str, params: Params, caller: Caller) -> Answer:
         known = self._table.get(method.lower())
         if known is None:
             raise RestError("ERROR_METHOD_NOT_FOUND")
-        return known[1](params)
+        return known[1](params, caller)
 
     def task_id_of(self, params: Params) -> int | None:
         """The task a call is about, for fault rules with ``task_id``."""
@@ -161,7 +167,7 @@ class PortalMethods:
             full["taskHasOpenResult"] = "Y" if results and results[0].is_open else "N"
         return full
 
-    def task_add(self, params: Params) -> Answer:
+    def task_add(self, params: Params, caller: Caller) -> Answer:
         fields = as_mapping(param(params, "fields"))
         title = str(param(fields, "TITLE") or "").strip()
         if not title:
@@ -171,15 +177,15 @@ class PortalMethods:
             raise RestError("ERROR_CORE", f"Unknown task status {status}")
         task = self.portal.add_task(
             title,
-            responsible_id=int_field(fields, "RESPONSIBLE_ID", self.caller_id),
-            created_by=int_field(fields, "CREATED_BY", self.caller_id),
+            responsible_id=int_field(fields, "RESPONSIBLE_ID", caller.user_id),
+            created_by=int_field(fields, "CREATED_BY", caller.user_id),
             group_id=int_field(fields, "GROUP_ID", 0),
             status=status,
         )
-        self._emit(events.task_added(task.id))
+        self._emit(events.task_added(task.id), caller.user_id)
         return Answer({"task": self.task_view(task)})
 
-    def task_update(self, params: Params) -> Answer:
+    def task_update(self, params: Params, caller: Caller) -> Answer:
         task = self._task(params)
         fields = as_mapping(param(params, "fields"))
         status = int_field(fields, "STATUS", task.status)
@@ -193,31 +199,31 @@ class PortalMethods:
             responsible_id=int_field(fields, "RESPONSIBLE_ID", task.responsible_id),
             group_id=int_field(fields, "GROUP_ID", task.group_id),
         )
-        return self._updated(task)
+        return self._updated(task, caller)
 
-    def task_complete(self, params: Params) -> Answer:
+    def task_complete(self, params: Params, caller: Caller) -> Answer:
         task = self._task(params)
         self.portal.complete_task(task.id)
-        return self._updated(task)
+        return self._updated(task, caller)
 
-    def task_renew(self, params: Params) -> Answer:
+    def task_renew(self, params: Params, caller: Caller) -> Answer:
         task = self._task(params)
         self.portal.renew_task(task.id)
-        return self._updated(task)
+        return self._updated(task, caller)
 
-    def _updated(self, task: Task) -> Answer:
+    def _updated(self, task: Task, caller: Caller) -> Answer:
         # OnTaskUpdate fires for every update and status change; results were closed in the same
         # hit before the event leaves (§2 "Closing results").
-        self._emit(events.task_updated(task.id))
+        self._emit(events.task_updated(task.id), caller.user_id)
         return Answer({"task": self.task_view(task)})
 
-    def task_delete(self, params: Params) -> Answer:
+    def task_delete(self, params: Params, caller: Caller) -> Answer:
         task = self._task(params)
         self.portal.delete_task(task.id)
-        self._emit(events.task_deleted(task.id))
+        self._emit(events.task_deleted(task.id), caller.user_id)
         return Answer({"task": True})
 
-    def task_get(self, params: Params) -> Answer:
+    def task_get(self, params: Params, caller: Caller) -> Answer:
         raw_id = param(params, "taskId")
         if raw_id is None or raw_id == "":
             raise RestError("100", "CTaskItem All parameters in the constructor must have real class type "
@@ -232,7 +238,7 @@ class PortalMethods:
         return Answer({"task": self.task_view(task, as_list(param(params, "select")),
                                               result_info="WITH_RESULT_INFO" in extra)})
 
-    def task_list(self, params: Params) -> Answer:
+    def task_list(self, params: Params, caller: Caller) -> Answer:
         filters = task_filters(as_mapping(param(params, "filter")))
         tasks = [t for t in self.portal.tasks.values() if all(f(t) for f in filters)]
         order = {str(k).upper(): str(v).lower() for k, v in as_mapping(param(params, "order")).items()}
@@ -257,7 +263,7 @@ class PortalMethods:
             raise RestError("ERROR_CORE", "Task not found or not accessible")
         return task
 
-    def comment_add(self, params: Params) -> Answer:
+    def comment_add(self, params: Params, caller: Caller) -> Answer:
         task = self._comment_task(params)
         fields = as_mapping(param(params, "FIELDS", param(params, "1")))
         message = str(param(fields, "POST_MESSAGE") or "")
@@ -268,13 +274,14 @@ class PortalMethods:
                  if str(f).lstrip("n").isdigit()]
         comment, _ = self.portal.add_comment(
             task.id,
-            author_id=int_field(fields, "AUTHOR_ID", self.caller_id),
+            author_id=int_field(fields, "AUTHOR_ID", caller.user_id),
             message=message,
             as_result=flag(param(fields, "AS_RESULT")),  # simulator extension: the UI's "result" box
             files=files,
         )
         self._emit(events.comment_added(task.id, comment.id,
-                                        message_id=comment.message_id if self.portal.new_card else None))
+                                        message_id=comment.message_id if self.portal.new_card else None),
+                   caller.user_id)
         return Answer(comment.id)
 
     def _comment_of(self, params: Params) -> tuple[Task, int]:
@@ -284,7 +291,7 @@ class PortalMethods:
             raise RestError("ERROR_CORE", "Comment not found")
         return task, comment_id
 
-    def comment_update(self, params: Params) -> Answer:
+    def comment_update(self, params: Params, caller: Caller) -> Answer:
         task, comment_id = self._comment_of(params)
         fields = as_mapping(param(params, "FIELDS", param(params, "2")))
         message = str(param(fields, "POST_MESSAGE") or "")
@@ -295,39 +302,39 @@ class PortalMethods:
         except CommentNotFound:
             raise RestError("ERROR_CORE", "Comment not found") from None
         if not self.portal.new_card:  # the new card fires no update/delete events (§2)
-            self._emit(events.comment_updated(task.id, comment_id))
+            self._emit(events.comment_updated(task.id, comment_id), caller.user_id)
         return Answer(True)
 
-    def comment_delete(self, params: Params) -> Answer:
+    def comment_delete(self, params: Params, caller: Caller) -> Answer:
         task, comment_id = self._comment_of(params)
         try:
             self.portal.delete_comment(task.id, comment_id)
         except CommentNotFound:
             raise RestError("ERROR_CORE", "Comment not found") from None
         if not self.portal.new_card:
-            self._emit(events.comment_deleted(task.id, comment_id))
+            self._emit(events.comment_deleted(task.id, comment_id), caller.user_id)
         return Answer(True)
 
     # -- results (no events: PROTOCOL.md §2 "A result can appear with no event at all") ----------
 
-    def result_add_from_comment(self, params: Params) -> Answer:
+    def result_add_from_comment(self, params: Params, caller: Caller) -> Answer:
         comment_id = required_int(params, "commentId")
         try:
-            result = self.portal.pin_comment(comment_id, by_user=self.caller_id)
+            result = self.portal.pin_comment(comment_id, by_user=caller.user_id)
         except CommentNotFound:
             raise RestError("0", "Comment not found.") from None
         except ResultAlreadyExists:
             raise RestError("0", "Result already exists.") from None
         return Answer(result.to_rest(files_as_null=True))
 
-    def result_delete_from_comment(self, params: Params) -> Answer:
+    def result_delete_from_comment(self, params: Params, caller: Caller) -> Answer:
         comment_id = required_int(params, "commentId")
         if comment_id not in self.portal.comments:
             raise RestError("0", "Comment not found.")
         self.portal.unpin_comment(comment_id)
         return Answer(None)
 
-    def result_list(self, params: Params) -> Answer:
+    def result_list(self, params: Params, caller: Caller) -> Answer:
         # The doc's type-error text really names {commentId} here (§3).
         task_id = required_int(params, "taskId", error_name="commentId")
         if task_id == 0:
@@ -340,7 +347,7 @@ class PortalMethods:
 
     # -- users, chat, notifications ---------------------------------------------------------------
 
-    def user_get(self, params: Params) -> Answer:
+    def user_get(self, params: Params, caller: Caller) -> Answer:
         conditions = dict(as_mapping(param(params, "FILTER")))
         for key in ("ID", "ACTIVE", "EMAIL"):
             if param(params, key) is not None:
@@ -358,7 +365,7 @@ class PortalMethods:
         more = start + PAGE_SIZE < len(users)
         return Answer([user_view(u) for u in page], total=len(users), next=start + PAGE_SIZE if more else None)
 
-    def message_add(self, params: Params) -> Answer:
+    def message_add(self, params: Params, caller: Caller) -> Answer:
         dialog_id = str(param(params, "DIALOG_ID") or "").strip()
         if not DIALOG_ID.match(dialog_id):
             raise RestError("CHAT_ID", "Chat ID can't be empty or is not valid")
@@ -368,7 +375,7 @@ class PortalMethods:
             raise RestError("MESSAGE_EMPTY", "Message can't be empty")
         posted = self.portal.post_message(
             dialog_id, message,
-            author_id=self.caller_id,
+            author_id=caller.user_id,
             attach=attach,
             keyboard=param(params, "KEYBOARD"),
             url_preview=str(param(params, "URL_PREVIEW", "Y")).upper() != "N",
@@ -376,7 +383,7 @@ class PortalMethods:
         )
         return Answer(posted.id)
 
-    def notify_system_add(self, params: Params) -> Answer:
+    def notify_system_add(self, params: Params, caller: Caller) -> Answer:
         user_id = as_int(param(params, "USER_ID"))
         if user_id is None or user_id <= 0:
             raise RestError("USER_ID_EMPTY", "Recipient user ID can't be empty")
@@ -385,7 +392,7 @@ class PortalMethods:
             raise RestError("MESSAGE_EMPTY", "Message can't be empty")
         notification = self.portal.notify(
             user_id, message,
-            author_id=self.caller_id,
+            author_id=caller.user_id,
             message_out=str(param(params, "MESSAGE_OUT") or ""),
             tag=str(param(params, "TAG") or ""),
             sub_tag=str(param(params, "SUB_TAG") or ""),

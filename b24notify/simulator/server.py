@@ -21,6 +21,7 @@ from b24notify.simulator.app import create_app
 from b24notify.simulator.config import SimulatorConfig
 from b24notify.simulator.control_client import SimulatorControl
 from b24notify.simulator.dispatch import ConnectionDropped
+from b24notify.simulator.oauth import OAuthAuthority
 
 __all__ = ["RunningSimulator", "SimulatorConfig", "serve_forever"]
 
@@ -51,10 +52,10 @@ def _bind(config: SimulatorConfig) -> tuple[socket.socket, SimulatorConfig]:
     return sock, replace(config, port=sock.getsockname()[1])
 
 
-def _server(config: SimulatorConfig, log_level: str) -> uvicorn.Server:
+def _server(config: SimulatorConfig, log_level: str, authority: OAuthAuthority | None = None) -> uvicorn.Server:
     _quiet_drop_faults()
     return uvicorn.Server(uvicorn.Config(
-        create_app(config),
+        create_app(config, authority),
         log_config=None,  # leave the process's logging alone
         log_level=log_level,
         access_log=False,
@@ -66,10 +67,21 @@ def _server(config: SimulatorConfig, log_level: str) -> uvicorn.Server:
 
 
 class RunningSimulator:
-    """``with RunningSimulator(config) as sim:`` serves the simulator on loopback until the block ends."""
+    """``with RunningSimulator(config) as sim:`` serves the simulator on loopback until the block ends.
 
-    def __init__(self, config: SimulatorConfig | None = None, *, startup_timeout: float = 10.0) -> None:
+    Simulators given the same ``authority`` are portals of one OAuth app (give each its own
+    ``member_id``); without one, each makes its own from the config."""
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        authority: OAuthAuthority | None = None,
+        *,
+        startup_timeout: float = 10.0,
+    ) -> None:
         self.config = config or SimulatorConfig()
+        self.authority = authority or OAuthAuthority(self.config.oauth_client_id, self.config.oauth_client_secret,
+                                                     self.config.access_token_ttl_seconds)
         self._startup_timeout = startup_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -90,6 +102,16 @@ class RunningSimulator:
         return f"{self.base_url}/rest/{self.config.webhook_user_id}/{self.config.webhook_code}/"
 
     @property
+    def oauth_url(self) -> str:
+        """The token endpoint (``grant_type=refresh_token``), served from ``authority``."""
+        return f"{self.base_url}/oauth/token/"
+
+    @property
+    def client_endpoint(self) -> str:
+        """Where OAuth calls go: ``{client_endpoint}{method}?auth=…``."""
+        return self.config.client_endpoint
+
+    @property
     def control(self) -> SimulatorControl:
         if self._control is None:
             self._control = SimulatorControl(self.base_url)
@@ -97,7 +119,7 @@ class RunningSimulator:
 
     def start(self) -> None:
         self._socket, self.config = _bind(self.config)
-        self._server = _server(self.config, "warning")
+        self._server = _server(self.config, "warning", self.authority)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
                                         name="b24notify-simulator", daemon=True)
         self._thread.start()
@@ -138,8 +160,8 @@ def serve_forever(config: SimulatorConfig, *, activity_interval: float | None = 
     base = f"http://{config.portal_domain}"
     webhook_url = f"{base}/rest/{config.webhook_user_id}/{config.webhook_code}/"
     # The simulator's webhook code is a fixed test value, not a secret: print it for the operator.
-    log.info("event=sim.ready webhook_url=%s control=%s/_sim/ handler=%s", webhook_url, base,
-             config.handler_url or "-")
+    log.info("event=sim.ready webhook_url=%s oauth_url=%s/oauth/token/ control=%s/_sim/ handler=%s", webhook_url,
+             base, base, config.handler_url or "-")
     stop = threading.Event()
     activity: threading.Thread | None = None
     if activity_interval is not None:
