@@ -92,6 +92,12 @@ def test_each_portal_gets_its_own_alerts(two_portals, redis, keys: Keys):
     # Each portal was read through its own webhook and paid from its own budget.
     assert sim_a.control.calls()["calls"] and sim_b.control.calls()["calls"]
     assert redis.exists(keys.budget(sim_a.domain)) and redis.exists(keys.budget(sim_b.domain))
+    # The operator sees each portal in the metrics.
+    metrics = httpx.get(two_portals["web"].replace("/webhooks/bitrix24", "/metrics")).text
+    sent = [line for line in metrics.splitlines() if line.startswith("b24notify_notifications")
+            and 'outcome="sent"' in line]
+    for domain in (sim_a.domain, sim_b.domain):
+        assert any(f'portal="{domain}"' in line for line in sent), sent
 
 
 def test_a_portal_cannot_use_another_portals_token(two_portals, redis, keys: Keys):

@@ -173,7 +173,7 @@ class WorkerContexts:
         counters = self.counters
 
         def observe(method: str, outcome: str) -> None:
-            counters.inc("b24notify_rest_calls", method=method, outcome=outcome)
+            counters.inc("b24notify_rest_calls", portal=spec.key, method=method, outcome=outcome)
 
         client = RestClient(self._credentials(spec, install), timeout=settings.b24notify_rest_timeout_seconds,
                             observer=observe, guard=portal_guard(settings, redis, keys, spec))

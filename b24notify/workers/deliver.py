@@ -103,7 +103,7 @@ def _settle(ctx: WorkerContext, due: _Due, error: DeliveryError | None) -> Deliv
         pipe.expire(due.key, KEEP_FINISHED_SECONDS)
         pipe.execute()
         ctx.deliveries.complete(due.claim)
-        ctx.counters.inc("b24notify_notifications", channel=due.channel, outcome="sent")
+        ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="sent")
         log.info("event=notify.sent channel=%s task=%d result=%d kind=%s", due.channel, alert.task.id,
                  alert.result.id, alert.kind.value)
         return DeliveryOutcome(due.claim.member, "sent")
@@ -116,7 +116,7 @@ def _settle(ctx: WorkerContext, due: _Due, error: DeliveryError | None) -> Deliv
         return _dead(ctx, due, f"gave up after {attempts} attempts: {error}")
     delay = schedule[attempts - 1]
     ctx.deliveries.retry(due.claim, ctx.clock() + delay)
-    ctx.counters.inc("b24notify_notifications", channel=due.channel, outcome="retry")
+    ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="retry")
     log.warning("event=notify.retry channel=%s task=%d result=%d kind=%s attempt=%d delay=%.0f error=%r",
                 due.channel, alert.task.id, alert.result.id, alert.kind.value, attempts, delay, str(error))
     return DeliveryOutcome(due.claim.member, "retry")
@@ -129,7 +129,7 @@ def _dead(ctx: WorkerContext, due: _Due, reason: str) -> DeliveryOutcome:
     pipe.zadd(ctx.keys.deadletter(), {due.claim.member: ctx.clock()})
     pipe.execute()
     ctx.deliveries.complete(due.claim)
-    ctx.counters.inc("b24notify_notifications", channel=due.channel, outcome="dead")
+    ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="dead")
     log.error("event=notify.dead channel=%s task=%d result=%d kind=%s reason=%r", due.channel, due.alert.task.id,
               due.alert.result.id, due.alert.kind.value, reason)
     return DeliveryOutcome(due.claim.member, "dead")

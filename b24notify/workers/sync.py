@@ -92,7 +92,7 @@ class TaskSync:
             return SyncOutcome(task_id, "rejected", detail=f"unknown portal {portal}")
         if halted is not None:
             ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
-            ctx.counters.inc("b24notify_jobs", outcome="paused")
+            ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="paused")
             return SyncOutcome(task_id, "halted", detail=as_text(halted))
         if drop:
             return self._drop(claim, task_id, "ONTASKDELETE")
@@ -157,7 +157,7 @@ class TaskSync:
         if item.diff.baseline:
             log.info("event=task.baseline portal=%s task=%d results=%d", ctx.portal, item.task_id,
                      len(item.diff.baseline))
-        ctx.counters.inc("b24notify_jobs", outcome="synced")
+        ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="synced")
         return SyncOutcome(item.task_id, "synced", item.diff, queued, alerts=alerts)
 
     def _watch(self, item: _Pending) -> None:
@@ -204,7 +204,7 @@ class TaskSync:
         queued = int(result)
         if queued < 0:
             log.warning("event=sync.stale_lease portal=%s task=%d", ctx.portal, task_id)
-            ctx.counters.inc("b24notify_jobs", outcome="stale")
+            ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="stale")
         return queued
 
     def _drop(self, claim: Claim, task_id: int, why: str) -> SyncOutcome:
@@ -215,14 +215,14 @@ class TaskSync:
         self.reads.forget_task(task_id)
         ctx.watch.forget(task_id)
         ctx.tasks.complete(claim)
-        ctx.counters.inc("b24notify_jobs", outcome="dropped")
+        ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="dropped")
         log.info("event=task.dropped portal=%s task=%d reason=%s", ctx.portal, task_id, why)
         return SyncOutcome(task_id, "dropped", detail=why)
 
     def _malformed(self, claim: Claim, task_id: int, detail: str) -> SyncOutcome:
         log.error("event=sync.malformed_answer portal=%s task=%d error=%s", self.ctx.portal, task_id, detail)
         self.ctx.tasks.complete(claim)
-        self.ctx.counters.inc("b24notify_jobs", outcome="malformed")
+        self.ctx.counters.inc("b24notify_jobs", portal=self.ctx.portal, outcome="malformed")
         return SyncOutcome(task_id, "rejected", detail=detail)
 
     def _on_error(self, claim: Claim, task_id: int, exc: B24Error) -> SyncOutcome:
@@ -239,7 +239,7 @@ class TaskSync:
             if isinstance(exc, QueryLimitExceeded):
                 delay = max(delay, QUERY_LIMIT_PENALTY_SECONDS)
             ctx.tasks.retry(claim, ctx.clock() + delay)
-            ctx.counters.inc("b24notify_jobs", outcome="retry")
+            ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="retry")
             log.warning("event=sync.retry portal=%s task=%d code=%s failures=%d delay=%.1f",
                         ctx.portal, task_id, exc.code, failures, delay)
             return SyncOutcome(task_id, "retry", detail=exc.code)
@@ -247,7 +247,7 @@ class TaskSync:
             reason = f"{exc.method} {exc.code} (HTTP {exc.status})"
             first = ctx.redis.set(ctx.keys.halted(ctx.portal), reason, ex=int(HALT_SECONDS), nx=True)
             ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
-            ctx.counters.inc("b24notify_jobs", outcome="halted")
+            ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="halted")
             if first:
                 action = ("check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan"
                           if ctx.spec.webhook is not None else
@@ -256,7 +256,7 @@ class TaskSync:
             return SyncOutcome(task_id, "halted", detail=reason)
         # REJECTED: our request is wrong. Log its shape (never its values), do not retry.
         ctx.tasks.complete(claim)
-        ctx.counters.inc("b24notify_jobs", outcome="rejected")
+        ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="rejected")
         log.error("event=sync.rejected portal=%s task=%d method=%s code=%s params=taskId:int",
                   ctx.portal, task_id, exc.method, exc.code)
         return SyncOutcome(task_id, "rejected", detail=exc.code)
