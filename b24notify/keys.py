@@ -18,6 +18,7 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:deadletter`` | zset | delivery id → when it was dead-lettered | delivery jobs | none |
 | ``P:cache:task:{portal}:{task}`` | string | TaskInfo JSON | sync job | ``B24NOTIFY_TASK_CACHE_SECONDS`` |
 | ``P:cache:user:{portal}:{user}`` | string | display name | sync job | ``B24NOTIFY_USER_CACHE_SECONDS`` |
+| ``P:intake:rate`` | string | ``window start|events|events before`` of the current second and the one before, to tell a burst (``schedule``) | web | 10 s |
 | ``P:metrics`` | hash | ``name{labels}`` → counter | everyone | none |
 | ``P:budget:{portal}`` | string | the fleet's GCRA clock (theoretical arrival time) for the portal's REST bucket | REST client (Lua) | a minute past idle |
 | ``P:operating:{portal}:reset_at`` | hash | method → last ``operating_reset_at`` seen | REST client | none |
@@ -25,6 +26,7 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:watch:{portal}:next`` | zset | task id → its next reconciliation poll | sync job, sweep, ``poll_watch`` | none |
 | ``P:watch:{portal}:active`` | zset | task id → when it was last active (event, change) | web, sync job, sweep | none |
 | ``P:watch:{portal}:status`` | hash | task id → `status|changedDate` the sweep saw (status 5 = completed) | sweep | none |
+| ``P:watch:{portal}:synced`` | zset | task id → when a sync last read it (the sweep skips tasks read after their CHANGED_DATE) | sync job | none |
 | ``P:budget:{portal}:reconcile`` | string | GCRA clock of reconciliation's slice of the budget | reconciler | a minute past idle |
 | ``P:sweep:{portal}:last`` / ``:cursor`` / ``:lock`` | string | start of the last complete sweep / the unfinished one (since, next page) / who sweeps now | reconciler | cursor 1 h, lock 30 s |
 | ``P:app:{portal}`` | hash | an app install (app mode): member_id, client_endpoint, application_token, access/refresh token, expires, user_id | web (``ONAPPINSTALL``), token refresh (workers) | none; deleted by ``ONAPPUNINSTALL`` |
@@ -104,6 +106,9 @@ class Keys:
     def watch_status(self, portal: str) -> str:
         return f"{self.prefix}:watch:{portal}:status"
 
+    def watch_synced(self, portal: str) -> str:
+        return f"{self.prefix}:watch:{portal}:synced"
+
     def reconcile_budget(self, portal: str) -> str:
         return f"{self.prefix}:budget:{portal}:reconcile"
 
@@ -124,6 +129,9 @@ class Keys:
 
     def oauth_lock(self, portal: str) -> str:
         return f"{self.prefix}:app:{portal}:refreshing"
+
+    def intake_rate(self) -> str:
+        return f"{self.prefix}:intake:rate"
 
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"

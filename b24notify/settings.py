@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     b24notify_queue: str = "b24notify"
     b24notify_debounce_seconds: float = Field(default=1.0, ge=0, le=60)
     b24notify_debounce_max_seconds: float = Field(default=5.0, ge=0, le=600)
+    # Fleet-wide events per second from which a task waits the whole debounce cap (0: never).
+    b24notify_burst_events_per_second: int = Field(default=50, ge=0)
     b24notify_lease_seconds: float = Field(default=120.0, ge=5, le=3600)
     b24notify_poll_seconds: float = Field(default=0.1, gt=0, le=5)
     b24notify_gather_seconds: float = Field(default=0.3, ge=0, le=10)

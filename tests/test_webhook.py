@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -185,3 +186,32 @@ def test_lone_surrogates_in_json_credentials_are_rejected_not_crashing(make_sett
             response = client.post("/webhooks/bitrix24", content=body, headers={"content-type": "application/json"})
             assert response.status_code == status
         assert queued(redis, due) == []
+
+
+def test_in_a_burst_tasks_wait_the_whole_cap(make_settings, redis, due):
+    settings = make_settings(b24_webhook_url=f"https://{DOMAIN}/rest/1/code/", b24_application_token=TOKEN,
+                             b24notify_debounce_seconds=1.0, b24notify_debounce_max_seconds=5.0,
+                             b24notify_burst_events_per_second=4)
+    with TestClient(create_app(settings)) as burst_client:
+        start = time.time()
+        for task in (1, 2, 3):  # below the threshold: the ordinary trailing debounce
+            assert post_form(burst_client, event(task=task)).status_code == 200
+        for task in (4, 5, 1):  # the 4th event within the second and on: a burst
+            assert post_form(burst_client, event(task=task)).status_code == 200
+        elapsed = time.time() - start
+    scores = {m.decode().split("|")[1]: s - start for m, s in redis.zrange(due.due, 0, -1, withscores=True)}
+    assert elapsed < 0.9  # all six events fell into one second
+    assert 0.9 < scores["2"] < 1.0 + elapsed and 0.9 < scores["3"] < 1.0 + elapsed
+    # The cap after the first event, rounded down to a whole second: one burst second, one batch.
+    assert all(3.9 < scores[t] <= 5.0 + elapsed and scores[t] + start == int(scores[t] + start)
+               for t in ("4", "5", "1"))  # "1" was already due: pushed to its first event + cap
+
+
+def test_no_burst_mode_when_switched_off(make_settings, redis, due):
+    settings = make_settings(b24_webhook_url=f"https://{DOMAIN}/rest/1/code/", b24_application_token=TOKEN,
+                             b24notify_debounce_seconds=1.0, b24notify_burst_events_per_second=0)
+    with TestClient(create_app(settings)) as plain_client:
+        start = time.time()
+        for task in range(1, 11):
+            assert post_form(plain_client, event(task=task)).status_code == 200
+    assert all(s - start < 2.0 for _, s in redis.zrange(due.due, 0, -1, withscores=True))

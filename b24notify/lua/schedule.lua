@@ -8,17 +8,39 @@
 --   ARGV[2] (= now + debounce), but never past the first event's time + ARGV[6]. A burst of events
 --   for one task becomes one fetch after the burst, and a busy task still runs every ARGV[6] s.
 --   An event also pulls in a run that a backoff had put further ahead than that.
+-- * in a burst (ARGV[9] > 0 and at least that many events in the current second, counted in
+--   KEYS[9]) an event's run waits the whole cap after the member's first event: reading a task
+--   while its burst is still arriving only means reading it again, and a burst is exactly when
+--   the portal's REST budget is scarce. The cap still bounds the wait. Burst runs are due on whole
+--   seconds (rounded down), so the tasks of one burst second fall due together and fill batches.
 -- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] pending hash, KEYS[4] since hash (first event
 -- time of a waiting member), KEYS[5] drop set (optional), KEYS[6] metrics hash (optional),
 -- KEYS[7] watch activity zset, KEYS[8] watch next-poll zset (optional, events only)
 -- ARGV[1] member, ARGV[2] due at (unix s), ARGV[3] "1" to also mark the member for drop,
 -- ARGV[4] metrics field to increment ("" for none), ARGV[5] now, ARGV[6] debounce cap seconds,
--- ARGV[7] task id for the watch set, ARGV[8] its first poll interval
+-- ARGV[7] task id for the watch set, ARGV[8] its first poll interval,
+-- KEYS[9] intake rate ("window start|events|events in the window before", optional), ARGV[9] burst threshold in events/s
 -- Returns 1 when a new run was scheduled, 0 when it folded into one already due or pending.
 local member = ARGV[1]
 local at = tonumber(ARGV[2])
 local cap = tonumber(ARGV[6] or '0') or 0
 local scheduled = 0
+local burst = false
+local threshold = tonumber(ARGV[9] or '0') or 0
+if KEYS[9] and threshold > 0 and cap > 0 then
+  -- Events in the current one-second window and in the one before it: a burst stays a burst
+  -- across the window's edge instead of starting over every second.
+  local now = tonumber(ARGV[5])
+  local start, count, previous = string.match(redis.call('GET', KEYS[9]) or '', '^([%d.]+)|(%d+)|(%d+)$')
+  start, count, previous = tonumber(start), tonumber(count), tonumber(previous)
+  if not start or now - start >= 1 then
+    previous = (start and now - start < 2) and count or 0
+    start, count = now, 0
+  end
+  count = count + 1
+  redis.call('SET', KEYS[9], string.format('%.3f|%d|%d', start, count, previous), 'EX', 10)
+  burst = count >= threshold or previous >= threshold
+end
 if redis.call('ZSCORE', KEYS[2], member) then
   scheduled = redis.call('HSETNX', KEYS[3], member, ARGV[2])
 else
@@ -26,6 +48,7 @@ else
   if cap <= 0 then
     scheduled = redis.call('ZADD', KEYS[1], 'LT', at, member)
   elseif not current then
+    if burst then at = math.floor(tonumber(ARGV[5]) + cap) end
     redis.call('ZADD', KEYS[1], at, member)
     redis.call('HSET', KEYS[4], member, ARGV[5])
     scheduled = 1
@@ -36,7 +59,11 @@ else
       redis.call('HSET', KEYS[4], member, ARGV[5])
     end
     local target = math.max(tonumber(current), at)
-    if target > since + cap then target = since + cap end
+    if burst then
+      target = math.floor(since + cap)
+    elseif target > since + cap then
+      target = since + cap
+    end
     redis.call('ZADD', KEYS[1], target, member)
   end
 end

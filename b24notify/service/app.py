@@ -68,6 +68,7 @@ class Intake:
         self.debounce_cap = max(cap, self.debounce) if cap > 0 else 0.0
         self.due = DueSetKeys.of(self.keys, TASKS)
         self.watch_hot = settings.b24notify_watch_hot_seconds
+        self.burst_threshold = settings.b24notify_burst_events_per_second
         self.schedule = redis.register_script(load_lua("schedule"))
 
     async def webhook(self, request: Request) -> Response:
@@ -96,10 +97,11 @@ class Intake:
         try:
             scheduled = await self.schedule(
                 keys=[self.due.due, self.due.lease, self.due.pending, self.due.since, self.keys.drop(),
-                      self.keys.metrics(), self.keys.watch_active(portal), self.keys.watch_next(portal)],
+                      self.keys.metrics(), self.keys.watch_active(portal), self.keys.watch_next(portal),
+                      self.keys.intake_rate()],
                 args=[member, now + self.debounce, "1" if drop else "0",
                       counter_field("b24notify_events", type=event.type.value, outcome="accepted"),
-                      now, self.debounce_cap, str(event.task_id), self.watch_hot],
+                      now, self.debounce_cap, str(event.task_id), self.watch_hot, self.burst_threshold],
             )
         except RedisError as exc:
             # 503 tells the portal's log (and the operator) that we could not take the event.

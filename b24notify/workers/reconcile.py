@@ -41,6 +41,10 @@ BATCH_TASKS = 50
 SWEEP_OVERLAP_SECONDS = 120  # CHANGED_DATE is to the second and clocks differ: look back a little
 MAX_SWEEP_PAGES = 200
 SWEEP_FRACTION = 0.1  # of the reconcile slice, for the discovery sweep
+# A sweep skips a changed task that a sync read this long after its CHANGED_DATE: room for the
+# date's whole seconds and for the portal's clock to run a little behind ours. A task skipped
+# wrongly is not lost: it is watched, so the next poll (30 s while active) reads it.
+CLOCK_SKEW_SECONDS = 2.0
 SWEEP_LOCK_SECONDS = 30  # a sweeper that died holds the lock no longer than this
 COMPLETED = 5
 
@@ -68,13 +72,17 @@ class Watch:
         self.next_key = keys.watch_next(portal)
         self.active_key = keys.watch_active(portal)
         self.status_key = keys.watch_status(portal)
+        self.synced_key = keys.watch_synced(portal)
 
-    def touch(self, task_ids: list[int], *, active: bool) -> None:
-        """Watch these tasks; ``active`` marks them as active now (an event, a change)."""
+    def touch(self, task_ids: list[int], *, active: bool, synced_at: float | None = None) -> None:
+        """Watch these tasks; ``active`` marks them as active now (an event, a change);
+        ``synced_at``: a sync just read them, seeing every change made before that moment."""
         if not task_ids:
             return
         now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
+        if synced_at:
+            pipe.zadd(self.synced_key, {str(t): synced_at for t in task_ids}, gt=True)
         pipe.zadd(self.next_key, {str(t): now + self.policy.hot_interval for t in task_ids}, nx=True)
         if active:
             pipe.zadd(self.active_key, {str(t): now for t in task_ids})
@@ -84,7 +92,7 @@ class Watch:
 
     def forget(self, task_id: int) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        for key in (self.next_key, self.active_key):
+        for key in (self.next_key, self.active_key, self.synced_key):
             pipe.zrem(key, str(task_id))
         pipe.hdel(self.status_key, str(task_id))
         pipe.execute()
@@ -99,6 +107,15 @@ class Watch:
         changed = [t for t, old in zip(ids, before, strict=True) if old is None or as_text(old) != seen[t]]
         self.redis.hset(self.status_key, mapping={str(t): v for t, v in seen.items()})
         return changed
+
+    def read_since(self, task_ids: list[int], changed_at: dict[int, float], skew: float) -> list[int]:
+        """The tasks a sync has read after their last change (with ``skew`` seconds to spare for the
+        portal's clock): re-reading them would only repeat what we know."""
+        if not task_ids:
+            return []
+        synced = self.redis.zmscore(self.synced_key, [str(t) for t in task_ids])
+        return [t for t, at in zip(task_ids, synced, strict=True)
+                if at is not None and t in changed_at and changed_at[t] + skew < float(at)]
 
     def is_completed(self, task_id: int) -> bool:
         entry = self.redis.hget(self.status_key, str(task_id))
@@ -235,11 +252,27 @@ class Reconciler:
             next_start, pages = answer.next, pages + 1
         changed = self.watch.record_seen(seen)
         self.watch.touch(changed, active=True)
-        for task_id in changed:
+        # A task a sync read after its CHANGED_DATE (an event brought it in) has nothing new.
+        known = set(self.watch.read_since(changed, _changed_at(seen), CLOCK_SKEW_SECONDS))
+        for task_id in (t for t in changed if t not in known):
             # A changed task is read now, not at its next poll: that is the point of the sweep.
             # Tasks the overlap lists again, unchanged since the last sweep, are left alone.
             self.tasks.schedule(task_member(self.portal, task_id))
         if changed:
-            log.info("event=sweep.found portal=%s changed=%d listed=%d pages=%d done=%s", self.portal,
-                     len(changed), len(found), pages, next_start is None)
+            log.info("event=sweep.found portal=%s changed=%d already_read=%d listed=%d pages=%d done=%s",
+                     self.portal, len(changed), len(known), len(found), pages, next_start is None)
         return len(changed), next_start
+
+
+def _changed_at(seen: dict[int, str]) -> dict[int, float]:
+    """CHANGED_DATE of each task as unix seconds, where it parses (ISO 8601 with an offset)."""
+    stamps: dict[int, float] = {}
+    for task_id, entry in seen.items():
+        text = entry.split("|", 1)[1] if "|" in entry else ""
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        if moment.tzinfo is not None:
+            stamps[task_id] = moment.timestamp()
+    return stamps

@@ -62,6 +62,7 @@ class TaskSync:
             user_ttl=ctx.settings.b24notify_user_cache_seconds,
         )
         self._commit = ctx.redis.register_script(load_lua("commit_sync"))
+        self._fetched_at = 0.0
 
     def run(self, claim: Claim) -> SyncOutcome:
         return self.run_many([claim])[0]
@@ -79,6 +80,7 @@ class TaskSync:
             else:
                 outcomes[claim.member] = early
         if ready:
+            self._fetched_at = self.ctx.clock()  # the read below sees every change made before this
             for claim, outcome in self._sync(ready):
                 outcomes[claim.member] = outcome
         return [outcomes[c.member] for c in claims]
@@ -168,7 +170,7 @@ class TaskSync:
         if all_closed and watch.is_completed(item.task_id):
             watch.forget(item.task_id)
         else:
-            watch.touch([item.task_id], active=bool(item.diff.changes))
+            watch.touch([item.task_id], active=bool(item.diff.changes), synced_at=self._fetched_at)
 
     def _alert(self, task: TaskInfo, kind: ChangeKind, key: str, result: TaskResult, names: dict[int, str]) -> Alert:
         return Alert(
