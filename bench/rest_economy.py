@@ -113,6 +113,7 @@ def run_fleet(args: argparse.Namespace, redis_url: str) -> dict[str, float]:
                "B24_WEBHOOK_URL": sim.webhook_url, "B24_APPLICATION_TOKEN": sim.config.application_token,
                "NOTIFY_CHAT": "chat1", "B24NOTIFY_LOG_LEVEL": "WARNING",
                "B24_RATE_LIMIT": "2/50", "B24_RATE_RESERVE": "0.2", "B24NOTIFY_GATHER_SECONDS": str(args.gather),
+               "B24NOTIFY_DEBOUNCE_MAX_SECONDS": str(args.debounce_max),
                # Reconciliation polls (bench/reconcile.py measures them) would come due 30 s after the
                # baseline sync, in the middle of this run: keep them out of the burst's figures.
                "B24NOTIFY_WATCH_HOT_SECONDS": "3600"}
@@ -178,12 +179,15 @@ def main() -> None:
     parser.add_argument("--with-results", type=int, default=30, help="tasks given a result with no event")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--gather", type=float, default=0.3, help="B24NOTIFY_GATHER_SECONDS for the fleet")
+    parser.add_argument("--debounce-max", type=float, default=5.0,
+                        help="B24NOTIFY_DEBOUNCE_MAX_SECONDS: a burst longer than this reads a task again")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
 
     rows = {"b24notify fleet": run_fleet(args, redis_url), "naive (1 fetch per event)": run_naive(args)}
     print(f"\nBurst of {args.events} events over {args.tasks} tasks, portal bucket 50 deep draining 2/s, "
-          f"{args.workers} workers, debounce 1 s (trailing, capped at 5 s), gather {args.gather} s; "
+          f"{args.workers} workers, debounce 1 s (trailing, capped at {args.debounce_max:g} s), "
+          f"gather {args.gather} s; "
           f"{args.with_results} tasks carry a result pinned without an event "
           f"(the fleet sent {rows['b24notify fleet'].get('messages', 0)} chat messages for them)\n")
     print("| integration | REST requests | result-list requests | chat requests | other | 503s "

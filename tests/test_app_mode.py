@@ -301,3 +301,45 @@ def test_register_in_webhook_mode_prints_the_setup_steps(make_settings, simulato
     assert register_all(settings, lines.append) == 0
     assert "Handler URL: https://notify.example.com/webhooks/bitrix24" in lines[0]
     assert simulator.webhook_url.split("/rest/")[1] not in lines[0]  # the webhook code stays secret
+
+
+def test_work_queued_for_an_uninstalled_portal_is_dropped(redis, keys, authority, app_settings):
+    from b24notify.keys import task_member
+    from b24notify.workers.context import bind_contexts, unbind_contexts
+    from b24notify.workers.jobs import run_sync
+
+    with RunningSimulator(SimulatorConfig(bucket_capacity=0), authority=authority) as sim:
+        settings = app_settings(sim)
+        install_directly(redis, keys, sim, authority)
+        contexts = WorkerContexts(settings, redis)
+        contexts.tasks.schedule(task_member(sim.domain, 5), at=0)
+        claims = contexts.tasks.claim(10, 60)
+        AppRegistry(redis, keys).remove(sim.domain)  # ONAPPUNINSTALL arrived meanwhile
+        fresh = WorkerContexts(settings, redis)
+        token = bind_contexts(fresh)
+        try:
+            assert run_sync([[c.member, c.token] for c in claims]) == ["stale"]
+        finally:
+            unbind_contexts(token)
+            contexts.close()
+            fresh.close()
+        assert redis.zcard(keys.due("tasks")) == 0 and redis.zcard(keys.lease("tasks")) == 0
+        assert sim.control.calls()["calls"] == []  # nobody called the portal that left
+
+
+def test_doctor_checks_every_installed_portal(redis, keys, authority, app_settings):
+    from b24notify.doctor import run_doctor
+
+    with RunningSimulator(SimulatorConfig(bucket_capacity=0), authority=authority) as sim:
+        settings = app_settings(sim)
+        lines: list[str] = []
+        assert run_doctor(settings, lines.append) == 1
+        assert any(line.startswith("FAIL") and "nobody installed it yet" in line for line in lines)
+        install_directly(redis, keys, sim, authority)
+        lines.clear()
+        assert run_doctor(settings, lines.append) == 0, lines
+        assert any(sim.domain in line and "calls allowed" in line for line in lines)
+        redis.set(keys.halted(sim.domain), "oauth.token invalid_grant (HTTP 400)")
+        lines.clear()
+        assert run_doctor(settings, lines.append) == 1
+        assert any("calls paused: oauth.token invalid_grant" in line for line in lines)

@@ -244,3 +244,58 @@ def test_dead_letters_can_be_listed_and_replayed(ctx, simulator, sink, user, red
     assert deliver_all(ctx) == ["sent"]
     assert dead.entries() == []
     assert len(sink.wait_for(1)) == 1
+
+
+def _chat_delivery_after_a_new_result(ctx, user) -> str:
+    task = user.add_task()
+    sync(ctx, task)
+    user.comment(task, "Done", as_result=True)
+    outcome = sync(ctx, task)
+    return delivery_id(outcome.alerts[0].key, "chat")
+
+
+def test_a_worker_that_died_after_posting_does_not_post_again(ctx, simulator, user, redis, keys, monkeypatch):
+    did = _chat_delivery_after_a_new_result(ctx, user)
+    (claim,) = ctx.deliveries.claim(1, 60, only=did)
+
+    def die(ctx, items):  # the portal stored the message; the worker dies before recording it
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("b24notify.workers.deliver._record_sent", die)
+        with pytest.raises(SystemExit):
+            deliver(ctx, claim)
+    assert len(chat_messages(simulator)) == 1
+    ctx.deliveries.clock = lambda: 10**10  # its lease runs out; the reaper hands it back
+    assert ctx.deliveries.reap() == [did]
+    ctx.deliveries.clock = time.time
+    ctx.deliveries.schedule(did, at=0)
+    (again,) = ctx.deliveries.claim(1, 60, only=did)
+    assert deliver(ctx, again).status == "sent"
+    assert len(chat_messages(simulator)) == 1  # found in the dialog, not posted twice
+    assert len(simulator.control.calls("im.dialog.messages.get")["calls"]) == 1
+    assert redis.hget(keys.delivery(did), "status") == b"sent"
+
+
+def test_an_attempt_that_died_before_posting_posts_after_looking(ctx, simulator, user, redis, keys):
+    did = _chat_delivery_after_a_new_result(ctx, user)
+    redis.hset(keys.delivery(did), "in_flight", "1")  # it started, and died before the request went out
+    (claim,) = ctx.deliveries.claim(1, 60, only=did)
+    assert deliver(ctx, claim).status == "sent"
+    assert len(chat_messages(simulator)) == 1
+    assert len(simulator.control.calls("im.dialog.messages.get")["calls"]) == 1
+    assert not redis.hexists(keys.delivery(did), "in_flight")
+
+
+def test_a_lost_answer_is_retried_by_looking_not_by_posting_again(ctx, simulator, user, redis, keys):
+    did = _chat_delivery_after_a_new_result(ctx, user)
+    simulator.control.add_faults({"method": "im.message.add", "network": "drop_after", "count": 1})
+    (claim,) = ctx.deliveries.claim(1, 60, only=did)
+    assert deliver(ctx, claim).status == "retry"  # no answer: the client must not repeat it by itself
+    assert len(chat_messages(simulator)) == 1
+    assert redis.hexists(keys.delivery(did), "in_flight")
+    ctx.deliveries.schedule(did, at=0)
+    (again,) = ctx.deliveries.claim(1, 60, only=did)
+    assert deliver(ctx, again).status == "sent"
+    assert len(chat_messages(simulator)) == 1
+    assert len(simulator.control.calls("im.message.add")["calls"]) == 1

@@ -202,9 +202,24 @@ def test_in_a_burst_tasks_wait_the_whole_cap(make_settings, redis, due):
     scores = {m.decode().split("|")[1]: s - start for m, s in redis.zrange(due.due, 0, -1, withscores=True)}
     assert elapsed < 0.9  # all six events fell into one second
     assert 0.9 < scores["2"] < 1.0 + elapsed and 0.9 < scores["3"] < 1.0 + elapsed
-    # The cap after the first event, rounded down to a whole second: one burst second, one batch.
-    assert all(3.9 < scores[t] <= 5.0 + elapsed and scores[t] + start == int(scores[t] + start)
-               for t in ("4", "5", "1"))  # "1" was already due: pushed to its first event + cap
+    # In a burst a run trails the last event by the cap, on the next line of a 2 s grid, so the tasks of
+    # a burst fall due together and fill batches; "1" was already due and is pushed the same way.
+    for task in ("4", "5", "1"):
+        due_at = scores[task] + start
+        assert 5.0 <= scores[task] <= 7.0 + elapsed and due_at == int(due_at) and int(due_at) % 2 == 0
+
+
+def test_a_long_burst_still_reads_a_task_within_three_caps(make_settings, redis, due, keys):
+    settings = make_settings(b24_webhook_url=f"https://{DOMAIN}/rest/1/code/", b24_application_token=TOKEN,
+                             b24notify_debounce_seconds=1.0, b24notify_debounce_max_seconds=5.0,
+                             b24notify_burst_events_per_second=1)
+    member = f"{DOMAIN}|9"
+    with TestClient(create_app(settings)) as burst_client:
+        assert post_form(burst_client, event(task=9)).status_code == 200
+        # As if the task's first event had come 14 s ago: the next one may not push it past 15 s.
+        redis.hset(due.since, member, time.time() - 14)
+        assert post_form(burst_client, event(task=9)).status_code == 200
+    assert redis.zscore(due.due, member) - time.time() < 1.5
 
 
 def test_no_burst_mode_when_switched_off(make_settings, redis, due):

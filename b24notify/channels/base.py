@@ -17,9 +17,12 @@ class DeliveryError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, uncertain: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        # No answer came back (timeout, dropped connection, 5xx on the request itself): the
+        # channel may have delivered it. The next attempt looks before it sends again.
+        self.uncertain = uncertain
 
 
 class RetryableDeliveryError(DeliveryError):

@@ -9,7 +9,7 @@ from b24notify.alerts import Alert
 from b24notify.channels.base import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from b24notify.render.chat import render_chat
 from b24notify.rest.client import MAX_BATCH, RestClient
-from b24notify.rest.errors import B24Error, Policy
+from b24notify.rest.errors import B24Error, Policy, ServerError, TransportError
 
 # im.message.add errors that no retry can fix (PROTOCOL.md §9): the chat or user is wrong, or
 # the message itself was refused.
@@ -17,6 +17,9 @@ PERMANENT_CHAT_ERRORS = frozenset({
     "MESSAGE_EMPTY", "USER_ID_EMPTY", "USER_NOT_FOUND", "CHAT_ID", "ACCESS_ERROR", "PARAMS_ERROR",
     "ATTACH_ERROR", "ATTACH_OVERSIZE", "KEYBOARD_ERROR", "MENU_ERROR",
 })
+
+
+LOOKBACK = 50  # messages read back when an earlier attempt may have posted already
 
 
 class ChatChannel:
@@ -31,9 +34,18 @@ class ChatChannel:
 
     def send(self, alert: Alert) -> None:
         try:
-            self.client.call("im.message.add", self._params(alert))
+            self.client.call("im.message.add", self._params(alert), idempotent=False)
         except B24Error as exc:
-            raise classify_chat_error(exc) from exc
+            raise classify_chat_error(exc, whole_request=True) from exc
+
+    def find_posted(self, alerts: Sequence[Alert]) -> set[str]:
+        """The keys of those alerts whose message is among the dialog's latest 50: an attempt that
+        died after the portal stored the message (docs/guarantees.md) must not post it again.
+        One ``im.dialog.messages.get``, made only when an earlier attempt's outcome is unknown."""
+        answer = self.client.call("im.dialog.messages.get", {"DIALOG_ID": self.dialog_id, "LIMIT": LOOKBACK})
+        messages = answer.get("messages") if isinstance(answer, dict) else None
+        texts = {_normal(str(m.get("text") or "")) for m in messages or [] if isinstance(m, dict)}
+        return {alert.key for alert in alerts if _normal(render_chat(alert)) in texts}
 
     def send_many(self, alerts: Sequence[Alert]) -> list[DeliveryError | None]:
         """Up to 50 messages in one ``batch`` request; each gets its own outcome."""
@@ -42,9 +54,9 @@ class ChatChannel:
             chunk = alerts[start:start + MAX_BATCH]
             calls = {f"m{i}": ("im.message.add", self._params(a)) for i, a in enumerate(chunk)}
             try:
-                answers = self.client.batch(calls)
+                answers = self.client.batch(calls, idempotent=False)
             except B24Error as exc:
-                outcomes += [classify_chat_error(exc)] * len(chunk)
+                outcomes += [classify_chat_error(exc, whole_request=True)] * len(chunk)
                 continue
             for key in calls:
                 answer = answers[key]
@@ -52,10 +64,16 @@ class ChatChannel:
         return outcomes
 
 
-def classify_chat_error(exc: B24Error) -> DeliveryError:
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def classify_chat_error(exc: B24Error, *, whole_request: bool = False) -> DeliveryError:
     reason = f"im.message.add {exc.code}: {exc.description}"[:300]
     if exc.code in PERMANENT_CHAT_ERRORS or exc.policy is Policy.REJECTED:
         return PermanentDeliveryError(reason)
+    if whole_request and isinstance(exc, TransportError | ServerError):
+        return RetryableDeliveryError(reason, uncertain=True)
     # Rate limits, outages and credential problems can all end: retry on the schedule and
     # dead-letter only when the schedule runs out.
     return RetryableDeliveryError(reason)

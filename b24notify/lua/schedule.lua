@@ -8,11 +8,11 @@
 --   ARGV[2] (= now + debounce), but never past the first event's time + ARGV[6]. A burst of events
 --   for one task becomes one fetch after the burst, and a busy task still runs every ARGV[6] s.
 --   An event also pulls in a run that a backoff had put further ahead than that.
--- * in a burst (ARGV[9] > 0 and at least that many events in the current second, counted in
---   KEYS[9]) an event's run waits the whole cap after the member's first event: reading a task
---   while its burst is still arriving only means reading it again, and a burst is exactly when
---   the portal's REST budget is scarce. The cap still bounds the wait. Burst runs are due on whole
---   seconds (rounded down), so the tasks of one burst second fall due together and fill batches.
+-- * in a burst (ARGV[9] > 0 and at least that many events in this second or the one before,
+--   counted in KEYS[9]) the run trails the task's last event by the whole cap instead (a read
+--   while its burst is still arriving only means reading it again, and a burst is exactly when the
+--   portal's REST budget is scarce), never later than three caps after its first event, and falls
+--   due on a 2 s grid so the tasks of a burst are claimed together and fill batches.
 -- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] pending hash, KEYS[4] since hash (first event
 -- time of a waiting member), KEYS[5] drop set (optional), KEYS[6] metrics hash (optional),
 -- KEYS[7] watch activity zset, KEYS[8] watch next-poll zset (optional, events only)
@@ -26,6 +26,14 @@ local at = tonumber(ARGV[2])
 local cap = tonumber(ARGV[6] or '0') or 0
 local scheduled = 0
 local burst = false
+-- In a burst, runs fall due on a grid of BURST_SLOT seconds (the next line at or after ``wanted``,
+-- never after ``latest``): the tasks of one slot are claimed together and fill batches.
+local BURST_SLOT = 2
+local function burst_slot(wanted, latest)
+  local slot = math.ceil(wanted / BURST_SLOT) * BURST_SLOT
+  if slot > latest then slot = latest end
+  return slot
+end
 local threshold = tonumber(ARGV[9] or '0') or 0
 if KEYS[9] and threshold > 0 and cap > 0 then
   -- Events in the current one-second window and in the one before it: a burst stays a burst
@@ -48,7 +56,7 @@ else
   if cap <= 0 then
     scheduled = redis.call('ZADD', KEYS[1], 'LT', at, member)
   elseif not current then
-    if burst then at = math.floor(tonumber(ARGV[5]) + cap) end
+    if burst then at = burst_slot(tonumber(ARGV[5]) + cap, tonumber(ARGV[5]) + cap * 3) end
     redis.call('ZADD', KEYS[1], at, member)
     redis.call('HSET', KEYS[4], member, ARGV[5])
     scheduled = 1
@@ -60,7 +68,9 @@ else
     end
     local target = math.max(tonumber(current), at)
     if burst then
-      target = math.floor(since + cap)
+      -- Trailing by the cap while the burst lasts, but never past BURST_SPAN caps after the
+      -- task's first event: a task is read once, after its part of the burst.
+      target = burst_slot(tonumber(ARGV[5]) + cap, since + cap * 3)
     elseif target > since + cap then
       target = since + cap
     end

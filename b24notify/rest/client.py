@@ -96,13 +96,16 @@ class RestClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self.call_page(method, params).result
+    def call(self, method: str, params: Mapping[str, Any] | None = None, *, idempotent: bool = True) -> Any:
+        return self.call_page(method, params, idempotent=idempotent).result
 
-    def call_page(self, method: str, params: Mapping[str, Any] | None = None) -> Answer:
+    def call_page(self, method: str, params: Mapping[str, Any] | None = None, *,
+                  idempotent: bool = True) -> Answer:
         """Call ``method``; retry transport and server errors and a full bucket with backoff.
 
-        Other errors raise at once: the caller's policy decides (reschedule, drop, halt).
+        Other errors raise at once: the caller's policy decides (reschedule, drop, halt). A call
+        that is not ``idempotent`` (posting a message) is not repeated here after a transport or
+        server error: the portal may have done it, and the caller must look before it tries again.
         """
         if not METHOD_NAME.match(method):
             raise ValueError(f"not a REST method name: {method!r}")
@@ -127,7 +130,7 @@ class RestClient:
                         continue
                 # A full bucket is retried here only without a guard; with one, the guard has pushed
                 # the fleet's clock back and the caller reschedules instead of holding a worker.
-                retry = exc.policy is Policy.RETRY_SOON or (
+                retry = (exc.policy is Policy.RETRY_SOON and idempotent) or (
                     exc.code == "QUERY_LIMIT_EXCEEDED" and self.guard is None)
                 attempt += 1
                 if not retry or attempt >= self.backoff.attempts:
@@ -142,7 +145,8 @@ class RestClient:
                 self.guard.after(method, answer.time)
             return answer
 
-    def batch(self, calls: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Answer | B24Error]:
+    def batch(self, calls: Mapping[str, tuple[str, Mapping[str, Any]]], *,
+              idempotent: bool = True) -> dict[str, Answer | B24Error]:
         """Run up to 50 calls as one request (one unit of the portal's rate budget).
 
         Keys must not be numeric: the portal's PHP would turn a map with numeric keys into a list.
@@ -160,7 +164,7 @@ class RestClient:
             for method in {m for m, _ in calls.values()}:
                 self.guard.admit(method)
         cmd = {key: f"{method}?{encode_php_query(params)}" for key, (method, params) in calls.items()}
-        body = self.call("batch", {"halt": 0, "cmd": cmd})
+        body = self.call("batch", {"halt": 0, "cmd": cmd}, idempotent=idempotent)
         answers = parse_batch(calls, body)
         for key, answer in answers.items():
             method = calls[key][0]

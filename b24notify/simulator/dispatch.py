@@ -19,7 +19,7 @@ from b24notify.simulator.auth import Caller
 from b24notify.simulator.bucket import OPERATING_WINDOW_SECONDS, OperatingLedger, time_info
 from b24notify.simulator.calllog import SubCall
 from b24notify.simulator.errors import RestError
-from b24notify.simulator.faults import FaultPlan
+from b24notify.simulator.faults import Fault, FaultPlan
 from b24notify.simulator.methods import Answer, PortalMethods
 from b24notify.simulator.params import Params, flag, param
 
@@ -88,12 +88,17 @@ class Dispatcher:
         commands all run as ``caller``."""
         name = self.methods.canonical(method)
         try:
-            await self._apply_fault(name, params, whole_request=True)
+            fault = await self._apply_fault(name, params, whole_request=True)
         except RestError as error:
             return Reply.failure(name, error)
         if name == BATCH:
-            return await self._batch(params, caller)
+            reply = await self._batch(params, caller)
+            if fault is not None and fault.drop_after:
+                raise ConnectionDropped(name)
+            return reply
         outcome = self._run(name, params, caller)
+        if fault is not None and fault.drop_after:
+            raise ConnectionDropped(name)
         if outcome.error is not None:
             return Reply.failure(name, outcome.error)
         assert outcome.answer is not None
@@ -105,16 +110,18 @@ class Dispatcher:
         body["time"] = outcome.time
         return Reply(200, body, name)
 
-    async def _apply_fault(self, name: str, params: Params, *, whole_request: bool) -> None:
+    async def _apply_fault(self, name: str, params: Params, *, whole_request: bool) -> Fault | None:
+        """Delay, drop or fail before the call; returns the fault so a ``drop_after`` can act after."""
         fault = self.faults.pick(name, self.methods.task_id_of(params), whole_request=whole_request)
         if fault is None:
-            return
+            return None
         if fault.delay_seconds > 0:
             await asyncio.sleep(fault.delay_seconds)
         if fault.drop:
             raise ConnectionDropped(name)
         if fault.error is not None:
             raise fault.error
+        return fault
 
     def _run(self, name: str, params: Params, caller: Caller) -> _Outcome:
         start, began = self._wall(), self._perf()

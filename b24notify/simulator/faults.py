@@ -2,7 +2,8 @@
 
 A rule names a method (or ``"*"``), optionally a task, and what goes wrong: an error ``code``
 (HTTP status from PROTOCOL.md §7 unless given), a ``network`` fault (``"drop"`` the connection,
-``"delay"`` the answer by ``delay_seconds``), or an error after a delay. It fires ``count`` times,
+``"drop_after"`` it once the call has run, ``"delay"`` the answer by ``delay_seconds``), or an
+error after a delay. It fires ``count`` times,
 or with ``probability`` per matching call, or both. Draws come from one seeded ``random.Random``,
 so a chaos run replays exactly for the same seed and the same calls.
 
@@ -20,7 +21,7 @@ from typing import Any
 from b24notify.simulator.errors import RestError
 
 ANY_METHOD = "*"
-NETWORK_FAULTS = ("drop", "delay")
+NETWORK_FAULTS = ("drop", "drop_after", "delay")
 
 
 class InvalidFaultRule(ValueError):
@@ -36,7 +37,7 @@ class FaultRule:
     count: int | None = None  # times left; None = unlimited
     probability: float | None = None
     task_id: int | None = None
-    network: str | None = None  # "drop" | "delay"
+    network: str | None = None  # "drop" (before the call runs) | "drop_after" (it ran) | "delay"
     delay_seconds: float = 0.0
 
     @classmethod
@@ -95,6 +96,7 @@ class Fault:
 
     delay_seconds: float = 0.0
     drop: bool = False
+    drop_after: bool = False  # run the call, then lose the answer: the client cannot know it happened
     error: RestError | None = None
 
 
@@ -124,6 +126,7 @@ class FaultPlan:
             return Fault(
                 delay_seconds=rule.delay_seconds,
                 drop=rule.network == "drop",
+                drop_after=rule.network == "drop_after",
                 error=None if rule.error is None else RestError(rule.error, rule.description, rule.status),
             )
         return None

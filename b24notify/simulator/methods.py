@@ -100,6 +100,7 @@ class PortalMethods:
                 ("user.get", self.user_get),
                 ("im.message.add", self.message_add),
                 ("im.notify.system.add", self.notify_system_add),
+                ("im.dialog.messages.get", self.dialog_messages_get),
                 *extra,
             )
         }
@@ -382,6 +383,22 @@ class PortalMethods:
             system=flag(param(params, "SYSTEM")),
         )
         return Answer(posted.id)
+
+    def dialog_messages_get(self, params: Params, caller: Caller) -> Answer:
+        """The dialog's latest messages, newest first (EN ``im-dialog-messages-get.md``): ``LIMIT``
+        (default 20, at most 50), ``LAST_ID`` for older ones. Any dialog is readable here."""
+        dialog_id = str(param(params, "DIALOG_ID") or "").strip()
+        if not dialog_id:
+            raise RestError("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
+        limit = max(1, min(50, as_int(param(params, "LIMIT")) or 20))
+        last_id = as_int(param(params, "LAST_ID"))
+        found = [m for m in reversed(self.portal.messages)
+                 if m.dialog_id == dialog_id and (last_id is None or m.id < last_id)][:limit]
+        return Answer({
+            "messages": [{"id": m.id, "chat_id": m.dialog_id, "author_id": m.author_id, "date": iso(m.created_at),
+                          "text": m.message, "params": None} for m in found],
+            "users": [], "files": [],
+        })
 
     def notify_system_add(self, params: Params, caller: Caller) -> Answer:
         user_id = as_int(param(params, "USER_ID"))

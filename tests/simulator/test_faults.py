@@ -74,6 +74,15 @@ def test_a_drop_fault_cuts_the_connection(rest: Rest, sim: RunningSimulator) -> 
     assert sim.control.calls()["calls"][0]["dropped"] is True
 
 
+def test_a_drop_after_fault_does_the_call_then_cuts_the_connection(rest: Rest, sim: RunningSimulator) -> None:
+    sim.control.add_faults({"method": "im.message.add", "network": "drop_after", "count": 1})
+    with pytest.raises(httpx.RemoteProtocolError):
+        rest.post("im.message.add", {"DIALOG_ID": "chat1", "MESSAGE": "hello"})
+    assert [m["message"] for m in sim.control.messages()] == ["hello"]  # it happened; nobody was told
+    recent = rest.post("im.dialog.messages.get", {"DIALOG_ID": "chat1", "LIMIT": 5}).json()["result"]
+    assert [m["text"] for m in recent["messages"]] == ["hello"]
+
+
 def test_a_delay_fault_makes_the_client_time_out(rest: Rest, sim: RunningSimulator) -> None:
     sim.control.add_faults({"method": "user.get", "network": "delay", "delay_seconds": 0.5, "count": 1})
     with httpx.Client(base_url=sim.webhook_url, timeout=0.1) as impatient, pytest.raises(httpx.ReadTimeout):
