@@ -132,7 +132,12 @@ class WorkerContexts:
 
     def _ensure_bound(self, ctx: WorkerContext) -> None:
         public_url = self.settings.b24notify_public_url
-        if not public_url or self._clock() < self._bind_after.get(ctx.portal, 0.0):
+        if self._clock() < self._bind_after.get(ctx.portal, 0.0):
+            return
+        if not public_url:
+            self._bind_after[ctx.portal] = float("inf")  # say it once per portal and process
+            log.warning("event=app.not_bound portal=%s reason=%r", ctx.portal,
+                        "B24NOTIFY_PUBLIC_URL is not set: set it, or run `b24notify register` with it")
             return
         self._bind_after[ctx.portal] = self._clock() + BIND_CHECK_SECONDS
         handler = handler_url(public_url)
