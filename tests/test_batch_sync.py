@@ -93,3 +93,21 @@ def test_chat_messages_due_together_go_in_one_batch_and_fail_one_by_one(ctx, sim
     calls = simulator.control.calls()["calls"][before:]
     assert [c["method"] for c in calls] == ["batch"]
     assert len(simulator.control.messages()) == 2
+
+
+def test_a_small_sync_carries_its_task_details_and_a_new_result_costs_two_requests(ctx, simulator, user):
+    task = user.add_task("Small")
+    TaskSync(ctx).run_many(claim_all(ctx, [task]))  # first sight; its details are now cached
+    ctx.redis.delete(ctx.keys.task_cache(ctx.portal, task))  # ... and expired again
+    user.comment(task, "Done", as_result=True)
+    TaskSync(ctx).run_many(claim_all(ctx, [task]))  # the first alert: the author's name is cached now
+    user.comment(task, "Also done", as_result=True)
+    ctx.redis.delete(ctx.keys.task_cache(ctx.portal, task))
+    before = len(simulator.control.calls()["calls"])
+    (outcome,) = TaskSync(ctx).run_many(claim_all(ctx, [task]))
+    assert len(outcome.alerts) == 1
+    calls = simulator.control.calls()["calls"][before:]
+    # The result list and the task's details in one request: no second round trip for details
+    # (the author's name is cached from the first alert).
+    assert [c["method"] for c in calls] == ["batch"]
+    assert sorted(s["method"] for s in calls[0]["sub_calls"]) == ["tasks.task.get", "tasks.task.result.list"]

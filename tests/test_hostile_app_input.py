@@ -62,5 +62,12 @@ def test_hostile_app_events_never_store_or_queue_anything(app_client, redis, key
 
     check()
     assert client.get("/healthz").status_code == 200
+    # The real portal's address with a made-up refresh token: the OAuth server is asked, and says no.
+    forged = {"event": "ONAPPINSTALL", "auth": {
+        "domain": sim.domain, "client_endpoint": sim.client_endpoint, "member_id": sim.config.member_id,
+        "application_token": "forged", "refresh_token": "made-up", "access_token": "made-up"}}
+    response = client.post("/webhooks/bitrix24", content=encode_php_query(forged), headers=FORM)
+    assert response.status_code == 403 and response.json()["reason"] == "install_unverified"
+    assert sim.authority.invalid_grants >= 1
     assert sim.authority.refreshes == 0  # nothing hostile got a token refreshed
-    assert sim.authority.invalid_grants > 0  # ... and the install check really asked the OAuth server
+    assert AppRegistry(redis, keys).portals() == []

@@ -3,7 +3,9 @@ unit of the rate budget and carries up to 50 calls), with short Redis caches for
 rarely: task details and user names. The result list is never cached: it is the truth we diff.
 
 A sync of N due tasks costs ⌈N/50⌉ requests for the result lists, plus — only when something is
-worth telling — one more request per 50 task details and author names not in the cache.
+worth telling — one more request per 50 task details and author names not in the cache. A small
+sync fills its batch's spare slots with the task details it lacks, so the usual alert (an author
+already known) costs no second request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from b24notify.results import MalformedResult, TaskResult, parse_results
 from b24notify.task_info import MalformedTask, TaskInfo, parse_task
 
 TASK_FIELDS = ["ID", "TITLE", "RESPONSIBLE_ID", "GROUP_ID", "STATUS", "CREATED_BY"]
+# A results batch for fewer tasks than this also carries their task details that are not cached:
+# the spare slots are free (one request either way), and an alert then needs no second request
+# for them. Big batches (bursts, reconciliation) keep every slot for result lists.
+PREFETCH_BELOW = 25
 MAX_RESULT_PAGES = 20  # a confused portal cannot make us page forever
 
 
@@ -56,10 +62,25 @@ class PortalReads:
         calls: list[Call] = [(f"r{task_id}", ("tasks.task.result.list", {"taskId": task_id})) for task_id in task_ids]
         found: dict[int, list[TaskResult] | B24Error | MalformedResult] = {}
         for chunk in _chunks(calls):
+            chunk.update(self._prefetch([int(key[1:]) for key in chunk]) if len(chunk) < PREFETCH_BELOW else {})
+            pipe = self.redis.pipeline(transaction=False)
             for key, answer in self.client.batch(chunk).items():
                 task_id = int(key[1:])
+                if key.startswith("t"):
+                    info = self._task(task_id, answer)
+                    if isinstance(info, TaskInfo) and self.task_ttl:
+                        pipe.set(self.keys.task_cache(self.portal, task_id), info.to_json(), ex=self.task_ttl)
+                    continue  # an error here is met again, and handled, by details()
                 found[task_id] = answer if isinstance(answer, B24Error) else self._all_pages(task_id, answer)
+            pipe.execute()
         return found
+
+    def _prefetch(self, task_ids: list[int]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+        if not self.task_ttl or not task_ids:
+            return {}
+        cached = self.redis.mget([self.keys.task_cache(self.portal, t) for t in task_ids])
+        return {f"t{t}": ("tasks.task.get", {"taskId": t, "select": TASK_FIELDS})
+                for t, raw in zip(task_ids, cached, strict=True) if raw is None}
 
     def _all_pages(self, task_id: int, first: Answer) -> list[TaskResult] | B24Error | MalformedResult:
         # PROTOCOL.md §3: the source returns every row; the docs hint at pages of 50. Follow
