@@ -9,7 +9,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from b24notify.smtp_sink import SmtpSink
 from b24notify.workers.context import WorkerContexts
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import CountingListener, free_port, wait_for
 
 CLIENT_ID, CLIENT_SECRET = "app.sim.1", "sim-app-secret"
 
@@ -139,32 +138,6 @@ def _clean_env() -> dict[str, str]:
 # -- end to end: install → events from two portals → alerts for both, a refresh in the middle ------
 
 
-class Listener:
-    """Stands in for a host a forged install names: counts every request it gets."""
-
-    def __init__(self) -> None:
-        self.hits = 0
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                listener.hits += 1
-                self.send_response(200)
-                self.end_headers()
-
-            do_GET = do_POST
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
 def app_fleet(redis_url, key_prefix, redis, authority) -> Iterator[dict]:
     web_port = free_port()
@@ -243,7 +216,7 @@ def test_install_events_from_two_portals_and_a_refresh_in_the_middle(app_fleet, 
 
 def test_a_forged_install_changes_nothing_and_calls_nobody(app_fleet, redis, keys, authority):
     a = app_fleet["a"]
-    listener = Listener()
+    listener = CountingListener()
     try:
         def install(**auth: str) -> httpx.Response:
             fields = {"domain": a.domain, "member_id": "member-a", "client_endpoint": a.client_endpoint,

@@ -4,10 +4,8 @@ per new and per closed result, and none for results from before the portal was c
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -17,38 +15,11 @@ from b24notify.simulator import RunningSimulator, SimulatorConfig
 from b24notify.smtp_sink import SmtpSink
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import CountingListener, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
 HOT_POLL_SECONDS = 3.0
-
-
-
-class Listener:
-    """Stands in for a host named in a forged auth[client_endpoint]: counts every request."""
-
-    def __init__(self) -> None:
-        self.hits = 0
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                listener.hits += 1
-                self.send_response(200)
-                self.end_headers()
-
-            do_GET = do_POST
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/rest/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -125,7 +96,7 @@ def _quiet(fleet: dict) -> bool:
 
 def test_forged_client_endpoint_is_never_called(fleet):
     sim, user = fleet["sim"], fleet["user"]
-    listener = Listener()
+    listener = CountingListener()
     try:
         task = user.add_task("Forged")
         user.comment(task, "Pinned", as_result=True)

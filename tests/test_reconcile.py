@@ -134,3 +134,16 @@ def test_a_long_sweep_goes_on_page_by_page_across_ticks(ctx, simulator, user, re
     starts = [c["params"]["start"] for c in simulator.control.calls()["calls"] if c["method"] == "tasks.task.list"]
     assert starts == [0, 50, 100]  # never back to page one
     assert redis.get(keys.sweep_last(ctx.portal)) is not None
+
+
+def test_the_sweep_skips_tasks_a_sync_read_after_their_change(ctx, simulator, user, redis, keys):
+    read, changed = user.add_task("Read after its change"), user.add_task("Changed after our read")
+    now = time.time()
+    # A sync read the first 10 s after its CHANGED_DATE; the second changed after our last read.
+    redis.zadd(keys.watch_synced(ctx.portal), {str(read): now + 10, str(changed): now - 60})
+    assert ctx.reconciler is not None
+    assert ctx.reconciler.sweep_if_due() >= 2
+    due = {m.decode() for m in redis.zrange(keys.due("tasks"), 0, -1)}
+    assert task_member(ctx.portal, changed) in due
+    assert task_member(ctx.portal, read) not in due
+    assert redis.zscore(keys.watch_next(ctx.portal), str(read)) is not None  # still watched: polled later

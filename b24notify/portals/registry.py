@@ -9,7 +9,7 @@ the refresh started from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,6 +107,3 @@ class AppRegistry:
                                install.refresh_token, access_token, refresh_token, repr(expires))
         return bool(done)
 
-
-def with_tokens(install: AppInstall, access_token: str, refresh_token: str, expires: float) -> AppInstall:
-    return replace(install, access_token=access_token, refresh_token=refresh_token, expires=expires)

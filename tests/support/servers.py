@@ -1,4 +1,5 @@
-"""Real servers on loopback for tests: a uvicorn thread serving any ASGI app."""
+"""Real servers on loopback for tests: a uvicorn thread serving any ASGI app, and a listener that
+counts requests to a host nobody may call."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
@@ -52,3 +54,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class CountingListener:
+    """Stands in for a host that must never be called (one a forged event or install names):
+    answers 200 to anything and counts the requests."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                listener.hits += 1
+                self.send_response(200)
+                self.end_headers()
+
+            do_GET = do_POST
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}/rest/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
