@@ -8,13 +8,15 @@ messages due together go out in one ``batch`` request (one unit of the portal's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from redis import Redis
 
 from b24notify.alerts import Alert
 from b24notify.channels.base import DeliveryError
 from b24notify.dueset import Claim
-from b24notify.keys import as_text
+from b24notify.keys import Keys, as_text
 from b24notify.rest.errors import B24Error
 from b24notify.workers.context import WorkerContext
 
@@ -42,12 +44,24 @@ def deliver(ctx: WorkerContext, claim: Claim) -> DeliveryOutcome:
     return deliver_many(ctx, [claim])[0]
 
 
-def deliver_many(ctx: WorkerContext, claims: Sequence[Claim]) -> list[DeliveryOutcome]:
+def load_records(redis: Redis, keys: Keys, claims: Sequence[Claim]) -> dict[str, dict[str, str]]:
+    """The deliveries' records (alert, channel, status, …), in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for claim in claims:
+        pipe.hgetall(keys.delivery(claim.member))
+    return {claim.member: {as_text(k): as_text(v) for k, v in raw.items()}
+            for claim, raw in zip(claims, pipe.execute(), strict=True)}
+
+
+def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
+                 records: Mapping[str, dict[str, str]] | None = None) -> list[DeliveryOutcome]:
     outcomes: dict[str, DeliveryOutcome] = {}
     by_channel: dict[str, list[_Due]] = {}
+    if records is None:
+        records = load_records(ctx.redis, ctx.keys, claims)
     for claim in claims:
         key = ctx.keys.delivery(claim.member)
-        record = {as_text(k): as_text(v) for k, v in ctx.redis.hgetall(key).items()}
+        record = records.get(claim.member, {})
         if not record or record.get("status") in ("sent", "dead"):
             ctx.deliveries.complete(claim)
             outcomes[claim.member] = DeliveryOutcome(claim.member, "skipped")

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from b24notify.alerts import Alert
 from b24notify.dueset import Claim, DueSet
-from b24notify.keys import as_text, delivery_id, split_task_member
+from b24notify.keys import delivery_id, split_task_member
 from b24notify.workers.context import WorkerContext, WorkerContexts, current_contexts
-from b24notify.workers.deliver import deliver_many
+from b24notify.workers.deliver import deliver_many, load_records
 from b24notify.workers.sync import TaskSync
 
 log = logging.getLogger(__name__)
@@ -49,16 +49,16 @@ def sync_and_deliver(ctx: WorkerContext, claims: list[Claim]) -> list[str]:
 def run_deliveries(claims: list[list[str]]) -> list[str]:
     contexts = current_contexts()
     held = contexts.deliveries.renew([Claim(m, t) for m, t in claims], contexts.settings.b24notify_lease_seconds)
+    records = load_records(contexts.redis, contexts.keys, held)  # read once: for the portal, then for the send
     statuses: dict[str, str] = {}
-    for ctx, group in _by_portal(contexts, contexts.deliveries, held, lambda c: _delivery_portal(contexts, c)):
-        for outcome in deliver_many(ctx, group):
+    for ctx, group in _by_portal(contexts, contexts.deliveries, held, lambda c: _delivery_portal(records[c.member])):
+        for outcome in deliver_many(ctx, group, records):
             statuses[outcome.delivery_id] = outcome.status
     return [statuses.get(m, "stale") for m, _ in claims]
 
 
-def _delivery_portal(contexts: WorkerContexts, claim: Claim) -> str:
-    raw = contexts.redis.hget(contexts.keys.delivery(claim.member), "alert")
-    return Alert.from_json(as_text(raw)).portal if raw is not None else ""
+def _delivery_portal(record: dict[str, str]) -> str:
+    return Alert.from_json(record["alert"]).portal if "alert" in record else ""
 
 
 def _by_portal(contexts: WorkerContexts, due: DueSet, claims: list[Claim],
