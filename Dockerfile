@@ -1,9 +1,10 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY b24notify ./b24notify
-RUN pip install . && useradd --system --uid 10001 b24notify
+# constraints.txt: the exact versions the tests ran with (make constraints regenerates it).
+RUN pip install -c constraints.txt . && useradd --system --uid 10001 b24notify
 USER b24notify
 EXPOSE 8000
 # The same image runs the web process (default) and the workers (`b24notify worker`).

@@ -4,18 +4,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench constraints clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
 
+# make run PORT=8010: the web on another port (default 8000).
 run: install
-	$(BIN)/b24notify up
+	$(BIN)/b24notify up $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(BIN)/ruff check b24notify tests bench
@@ -31,6 +32,13 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/e2e.py
+
+# constraints.txt pins the exact versions make, the Dockerfile and CI install. After adding or
+# upgrading a dependency: $(BIN)/pip install -e '.[dev]' (or pip install -U NAME), make test, then
+# make constraints, and commit both files.
+constraints:
+	{ echo "# Exact versions for make, the Dockerfile and CI (pip install -c). Regenerate: make constraints"; \
+	  $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker_alive(args: argparse.Namespace) -> int:
+    from b24notify.workers.alive import worker_alive
+
+    return worker_alive(_settings(args))
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from b24notify.logs import setup_logging
     from b24notify.workers.manual import sync_now
@@ -61,7 +67,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_deadletter(args: argparse.Namespace) -> int:
     from redis import Redis
 
-    from b24notify.deadletter import DeadLetters
+    from b24notify.deadletter import DeadLetters, parse_age
     from b24notify.keys import Keys
 
     settings = _settings(args)
@@ -71,6 +77,15 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"{row.id}  {row.dead_at:%Y-%m-%d %H:%M:%S}Z  attempts={row.attempts}  {row.reason}")
         print(f"{len(rows)} dead deliver{'y' if len(rows) == 1 else 'ies'}")
+        return 0
+    if args.action == "purge":
+        try:
+            older_than = parse_age(args.older_than) if args.older_than else None
+        except ValueError as exc:
+            print(f"b24notify: deadletter purge --older-than: {exc}", file=sys.stderr)
+            return 2
+        purged = dead.purge(older_than)
+        print(f"{len(purged)} purged from the dead-letter list")
         return 0
     if not args.all and not args.ids:
         print("b24notify: deadletter replay needs delivery ids or --all", file=sys.stderr)
@@ -120,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default=None, help="worker name shown by `rq info`")
     worker.set_defaults(func=cmd_worker)
 
+    alive = sub.add_parser("worker-alive", help="exit 0 if a worker on this host has a fresh heartbeat "
+                                                "(the container healthcheck)")
+    alive.set_defaults(func=cmd_worker_alive)
+
     sync = sub.add_parser("sync", help="fetch, diff and notify one task now; print the diff")
     sync.add_argument("--task", type=int, required=True, help="the task id")
     sync.add_argument("--portal", help="the portal (host[:port]) when several are served")
@@ -129,13 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     register = sub.add_parser("register", help="bind the task events (app mode) or print the webhook setup steps")
     register.set_defaults(func=cmd_register)
 
-    deadletter = sub.add_parser("deadletter", help="list or replay deliveries that failed for good")
+    deadletter = sub.add_parser("deadletter", help="list, replay or purge deliveries that failed for good")
     deadletter_sub = deadletter.add_subparsers(dest="action", required=True)
     listing = deadletter_sub.add_parser("list", help="show dead deliveries with their reasons")
     listing.add_argument("--limit", type=int, default=100)
     replay = deadletter_sub.add_parser("replay", help="queue dead deliveries again")
     replay.add_argument("ids", nargs="*", help="delivery ids as `deadletter list` shows them")
     replay.add_argument("--all", action="store_true", help="replay every dead delivery")
+    purge = deadletter_sub.add_parser("purge", help="take dead deliveries off the list (all, or --older-than)")
+    purge.add_argument("--older-than", metavar="AGE", help="only those dead longer than AGE: 7d, 12h, 30m")
     deadletter.set_defaults(func=cmd_deadletter)
 
     doctor = sub.add_parser("doctor", help="check config, Redis, the portal and the queues")
@@ -143,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="web + workers on this machine; a demo portal when none is configured")
     up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--port", type=int, default=None,
+                    help="the web's port (default 8000; the demo takes a free one if 8000 is busy)")
     up.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     up.add_argument("--demo", action="store_true", help="force the simulator demo even if a portal is configured")
     up.set_defaults(func=cmd_up)

@@ -1,7 +1,15 @@
-"""The dead-letter list: deliveries that failed for good, with their reasons; list and replay."""
+"""The dead-letter list: deliveries that failed for good, with their reasons; list, replay, purge.
+
+The list (a zset of delivery ids) and the delivery records it points to expire together: a dead
+record lives 30 days (``workers/deliver.py``), and the worker upkeep drops list entries whose
+record is gone (``expire``), so the list never names deliveries that nobody can replay, and
+``doctor`` does not fail for good on them.
+"""
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -9,6 +17,37 @@ from redis import Redis
 
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, Keys, as_text
+
+# A dead delivery's record lives this long after its death (workers/deliver.py sets it, as
+# KEEP_FINISHED_SECONDS: tests/test_deadletter_purge.py checks they agree); its entry goes with it.
+DEAD_RECORD_SECONDS = 30 * 86400
+# A replayed delivery has a week to go through; sending it (or its death) sets its 30 days again.
+REPLAYED_RECORD_SECONDS = 7 * 86400
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+# Entries that died before ARGV[3] (their records expire then), then, oldest first, entries whose
+# record is gone anyway: records die in the order their entries were written, so the walk stops
+# at the first entry whose record still exists.
+# KEYS[1] dead-letter zset; ARGV[1] delivery key prefix, ARGV[2] most entries to look at,
+# ARGV[3] oldest death time kept
+_EXPIRE = """
+local removed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then break end
+  redis.call('ZREM', KEYS[1], id)
+  removed = removed + 1
+end
+return removed
+"""
+
+
+def parse_age(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``90s``, ``2w`` → seconds. Raises ValueError otherwise."""
+    match = _AGE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not an age like 7d, 12h, 30m or 90s")
+    return float(match[1]) * _UNIT_SECONDS[match[2].lower()]
 
 
 @dataclass(frozen=True)
@@ -24,8 +63,19 @@ class DeadLetters:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._expire = redis.register_script(_EXPIRE)
+
+    def expire(self, now: float | None = None, limit: int = 1000) -> int:
+        """Drop the entries whose delivery record expired, or did at ``now``. Returns how many."""
+        oldest = (time.time() if now is None else now) - DEAD_RECORD_SECONDS
+        return int(self._expire(keys=[self.keys.deadletter()], args=[self.keys.delivery_prefix(), limit, oldest]))
+
+    def count(self) -> int:
+        self.expire()
+        return int(self.redis.zcard(self.keys.deadletter()))
 
     def entries(self, limit: int = 100) -> list[DeadDelivery]:
+        self.expire()
         rows: list[tuple[bytes, float]] = self.redis.zrange(  # type: ignore[assignment]
             self.keys.deadletter(), 0, limit - 1, withscores=True
         )
@@ -44,7 +94,8 @@ class DeadLetters:
 
     def replay(self, delivery_ids: list[str] | None = None) -> list[str]:
         """Queue dead deliveries again (all of them when ``delivery_ids`` is None). Returns the ids
-        queued; ids that are not dead, or whose record expired, are skipped."""
+        queued; ids that are not dead are skipped, and ids whose record expired leave the list
+        (there is nothing left to send)."""
         wanted = delivery_ids if delivery_ids is not None else [
             as_text(m) for m in self.redis.zrange(self.keys.deadletter(), 0, -1)  # type: ignore[arg-type]
         ]
@@ -52,13 +103,27 @@ class DeadLetters:
         replayed = []
         for delivery in wanted:
             key = self.keys.delivery(delivery)
-            if self.redis.zscore(self.keys.deadletter(), delivery) is None or not self.redis.exists(key):
+            if self.redis.zscore(self.keys.deadletter(), delivery) is None:
+                continue
+            if not self.redis.exists(key):
+                self.redis.zrem(self.keys.deadletter(), delivery)
                 continue
             pipe = self.redis.pipeline()
             pipe.hset(key, mapping={"status": "pending", "attempts": 0})
-            pipe.persist(key)
+            pipe.expire(key, REPLAYED_RECORD_SECONDS)
             pipe.zrem(self.keys.deadletter(), delivery)
             pipe.execute()
             deliveries.schedule(delivery)
             replayed.append(delivery)
         return replayed
+
+    def purge(self, older_than: float | None = None, now: float | None = None) -> list[str]:
+        """Take dead deliveries that died more than ``older_than`` seconds ago (or all of them)
+        off the list: the operator has seen them. Their records stay until they expire (30 days
+        after death): as long as a record exists, the same alert is never queued again. Returns
+        the ids purged."""
+        latest: float | str = "+inf" if older_than is None else (time.time() if now is None else now) - older_than
+        ids = [as_text(m) for m in self.redis.zrangebyscore(self.keys.deadletter(), "-inf", latest)]  # type: ignore[arg-type]
+        for start in range(0, len(ids), 500):
+            self.redis.zrem(self.keys.deadletter(), *ids[start:start + 500])
+        return ids

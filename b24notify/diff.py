@@ -3,6 +3,10 @@
 Pure functions over plain data. Results are keyed on the result ``id`` and never on ``commentId``:
 a comment pinned again after its result was removed comes back with a new ``id`` and the same
 ``commentId``, and in the new task card every ``commentId`` is 0 (PROTOCOL.md §3).
+
+A change's key names its notification for good (one per key and channel, remembered 30 days), so a
+key must never come back for a later change: an edit is keyed on the result's ``updatedAt`` plus
+its new content, not on the content alone (edits A→B→A→B would repeat the key of the first B).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class ResultChange:
     kind: ChangeKind
     result_id: int
     result: TaskResult | None  # None only for REMOVED: the portal no longer has it
-    revision: str = ""  # distinguishes two edits of one result; empty for the other kinds
+    revision: str = ""  # distinguishes two edits of one result (``edit_revision``); empty for the other kinds
 
     @property
     def key(self) -> str:
@@ -76,16 +80,35 @@ def snapshot(result: TaskResult) -> StoredResult:
     return StoredResult(id=result.id, status=result.status, fingerprint=fingerprint(result))
 
 
+def edit_revision(result: TaskResult) -> str:
+    """What makes one edit of a result unlike every other: when the portal says it was updated
+    (to the second, as a unix time) plus the content it has now.
+
+    Keys made before this rule were the fingerprint alone (``23:edited:{fp}``); they stay valid for
+    the deliveries stored under them, and no new change can produce one again. A result without an
+    ``updatedAt`` (never seen; every documented row has one) falls back to the fingerprint alone.
+    """
+    content = fingerprint(result)
+    if result.updated_at is None:
+        return content
+    return f"{int(result.updated_at.timestamp())}.{content}"
+
+
 def diff_results(
     previous: Mapping[int, StoredResult] | None,
     current: Sequence[TaskResult],
     connected_at: datetime,
+    *,
+    complete: bool = True,
 ) -> ResultDiff:
     """Compare stored state with the portal's list.
 
     ``previous is None`` means we have never seen this task: results created before the portal was
     first connected (``connected_at``) form a silent baseline, later ones are new. A result first
     seen already closed is NEW (rendered as closed), never NEW and CLOSED at once.
+
+    ``complete=False`` says the list is cut short (more pages than we read): a stored result
+    missing from it is unknown rather than removed, and its stored state is kept.
     """
     # The portal stamps results to the second: a result from the very second we connected is new.
     cutoff = connected_at.replace(microsecond=0)
@@ -110,7 +133,10 @@ def diff_results(
         if before.status != now.status and result.is_closed:
             changes.append(ResultChange(ChangeKind.CLOSED, result.id, result))
         if before.fingerprint != now.fingerprint:
-            changes.append(ResultChange(ChangeKind.EDITED, result.id, result, revision=now.fingerprint))
-    for result_id in sorted(set(previous) - set(state)):
+            changes.append(ResultChange(ChangeKind.EDITED, result.id, result, revision=edit_revision(result)))
+    unseen = sorted(set(previous) - set(state))
+    if not complete:
+        return ResultDiff(tuple(changes), tuple(baseline), {**{rid: previous[rid] for rid in unseen}, **state})
+    for result_id in unseen:
         changes.append(ResultChange(ChangeKind.REMOVED, result_id, None))
     return ResultDiff(tuple(changes), tuple(baseline), state)

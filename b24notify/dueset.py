@@ -8,21 +8,31 @@ members. The rules, each one Lua script in ``b24notify/lua/``:
   becomes one run; a member being worked on gets a *pending* mark instead, so an event that
   arrives during a run causes exactly one more run after it.
 - ``claim``: moves due members into the lease zset with a deadline and a fencing token.
-- ``release``: ends a lease (done, or retry at a time) and turns a pending mark into one run.
-- ``reap``: leases past their deadline (a worker died) become due again now.
+- ``release``: ends a lease (done, retry at a time, or park) and turns a pending mark into one run.
+- ``reap``: leases past their deadline (a worker died) become due again now, with a strike.
+
+Strikes count a member's runs in a row that failed for a cause of its own: an error while working
+on it, an unreadable answer for it, or a run that never finished (reaped). From two strikes a
+member is claimed alone, so a member that kills its worker takes no healthy member down with it
+twice; the sync parks a task at ``B24NOTIFY_TASK_MAX_ATTEMPTS`` strikes (``park``): it leaves the
+due set with its reason, for ``b24notify doctor`` to show, until a new event or an operator gives
+it one more run.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
 from redis import Redis
 
 from b24notify.keys import Keys
+
+SOLO_FROM_STRIKES = 2  # a member whose last two runs failed is claimed alone (claim.lua)
 
 
 def load_lua(name: str) -> str:
@@ -36,6 +46,26 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class ParkedMember:
+    """Why a member left the due set for good (until an event or an operator brings it back)."""
+
+    member: str
+    reason: str  # what went wrong, for the operator (never a secret: exception text or our own words)
+    cause: str  # error | malformed | died: a small vocabulary, also the metric's label
+    at: float  # unix time it was parked
+    strikes: int
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "member"})
+
+    @classmethod
+    def from_json(cls, member: str, raw: str | bytes) -> ParkedMember:
+        data = json.loads(raw)
+        return cls(member, str(data.get("reason", "")), str(data.get("cause", "")), float(data.get("at", 0.0)),
+                   int(data.get("strikes", 0)))
+
+
+@dataclass(frozen=True)
 class DueSetKeys:
     due: str
     lease: str
@@ -44,6 +74,8 @@ class DueSetKeys:
     since: str
     attempts: str
     counter: str
+    strikes: str
+    parked: str
 
     @classmethod
     def of(cls, keys: Keys, name: str) -> DueSetKeys:
@@ -55,6 +87,8 @@ class DueSetKeys:
             since=f"{keys.prefix}:since:{name}",
             attempts=keys.attempts(name),
             counter=keys.token_counter(),
+            strikes=keys.strikes(name),
+            parked=keys.parked(name),
         )
 
 
@@ -82,8 +116,8 @@ class DueSet:
         once one member is due, members due within that many seconds come along, so that tasks
         whose events arrived close together share one batch request."""
         flat: list[Any] = self._claim(
-            keys=[self.k.due, self.k.lease, self.k.token, self.k.counter, self.k.since],
-            args=[self.clock(), limit, lease_seconds, only, gather],
+            keys=[self.k.due, self.k.lease, self.k.token, self.k.counter, self.k.since, self.k.strikes],
+            args=[self.clock(), limit, lease_seconds, only, gather, SOLO_FROM_STRIKES],
         )
         items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
         return [Claim(items[i], items[i + 1]) for i in range(0, len(items), 2)]
@@ -94,12 +128,47 @@ class DueSet:
     def retry(self, claim: Claim, at: float) -> bool:
         return self._release_claim(claim, repr(float(at)))
 
-    def _release_claim(self, claim: Claim, at: str) -> bool:
-        keys = [self.k.due, self.k.lease, self.k.token, self.k.pending]
-        return bool(self._release(keys=keys, args=[claim.member, claim.token, at]))
+    def park(self, claim: Claim, reason: str, cause: str, *, strikes: int, keep_strikes: int) -> bool:
+        """End the lease and take the member out of the due set, recording why.
+
+        It keeps ``keep_strikes`` (the limit minus one): a new event for it, or ``unpark``, gives it
+        one more run, and one more failure parks it again at once. So a poison task costs one
+        failed run per event, not a whole series; a task that was fixed (a deploy, an edit in the
+        portal) runs cleanly, and that clears its strikes and its park record.
+        """
+        record = ParkedMember(claim.member, reason[:500], cause, self.clock(), strikes)
+        return self._release_claim(claim, "park", record.to_json(), str(keep_strikes))
+
+    def parked(self) -> list[ParkedMember]:
+        """The parked members, oldest first."""
+        raw = self.redis.hgetall(self.k.parked)
+        return sorted((ParkedMember.from_json(_text(m), v) for m, v in raw.items()), key=lambda p: p.at)
+
+    def unpark(self, member: str, *, keep_strikes: int) -> bool:
+        """An operator's "try it again": one more run now (see ``park``). False when not parked."""
+        if not self.redis.hexists(self.k.parked, member):
+            return False
+        self.redis.hset(self.k.strikes, member, keep_strikes)
+        self.schedule(member)
+        return True
+
+    def strike(self, member: str) -> int:
+        """Count one more run of ``member`` that failed for a cause of its own; return the count."""
+        return int(self.redis.hincrby(self.k.strikes, member, 1))
+
+    def strikes(self, members: Sequence[str]) -> dict[str, int]:
+        if not members:
+            return {}
+        values = self.redis.hmget(self.k.strikes, list(members))
+        return {m: int(v) for m, v in zip(members, values, strict=True) if v is not None}
+
+    def _release_claim(self, claim: Claim, at: str, record: str = "", keep_strikes: str = "") -> bool:
+        keys = [self.k.due, self.k.lease, self.k.token, self.k.pending, self.k.strikes, self.k.parked,
+                self.k.attempts]
+        return bool(self._release(keys=keys, args=[claim.member, claim.token, at, record, keep_strikes]))
 
     def reap(self, limit: int = 1000) -> list[str]:
-        keys = [self.k.due, self.k.lease, self.k.token, self.k.pending]
+        keys = [self.k.due, self.k.lease, self.k.token, self.k.pending, self.k.strikes]
         reaped = self._reap(keys=keys, args=[self.clock(), limit])
         return [m.decode() if isinstance(m, bytes) else str(m) for m in reaped]
 

@@ -5,32 +5,39 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 
 | key | type | holds | written by | TTL |
 | --- | --- | --- | --- | --- |
-| ``P:portal:{portal}:connected_at`` | string | ISO time the portal was first connected: results created before it are a silent baseline | first web/worker start (SET NX) | none |
+| ``P:portal:{portal}:connected_at`` | string | ISO time the portal was first connected (or the state last started over): results created before it are a silent baseline | first *serving* web/worker start, with the epoch (``state_epoch.lua``); reset to now when the state was lost; app install (SET NX) | none; deleted by ``ONAPPUNINSTALL`` |
+| ``P:state:epoch`` | hash | ``id`` (random), ``since``, ``by``: the epoch of the state; missing or changed = Redis lost the state (``state_epoch.py``) | first serving process | none |
+| ``P:state:lost`` | hash | the last state loss: ``at``, ``reason``, ``epoch``, ``previous``, ``by`` (for ``/readyz`` and ``doctor``) | the process that found it (``state_epoch.lua``) | 7 days |
 | ``P:due:{set}`` | zset | member → when it is due (unix s) | web (``note_event``), jobs (retry), reaper | none |
 | ``P:lease:{set}`` | zset | member → lease deadline; a leased member is being worked on | dispatcher (``claim``) | none |
 | ``P:token:{set}`` | hash | member → fencing token of its current lease | dispatcher | none |
 | ``P:pending:{set}`` | hash | member → when an event arrived while it was leased: one more run after this one | web, ``schedule`` | none |
 | ``P:since:{set}`` | hash | member → its first waiting event, to cap the trailing debounce | web, ``schedule``; cleared by ``claim`` | none |
 | ``P:attempts:{set}`` | hash | member → failures in a row | jobs | none |
-| ``P:drop`` | set | task members whose state must be forgotten (ONTASKDELETE) | web | none |
-| ``P:results:{portal}:{task}`` | hash | result id → StoredResult JSON, plus ``_known`` | sync job commit (Lua) | none |
-| ``P:delivery:{delivery_id}`` | hash | alert JSON, channel, status, attempts, last_error | sync commit, delivery jobs | 30 days once sent or dead |
-| ``P:deadletter`` | zset | delivery id → when it was dead-lettered | delivery jobs | none |
+| ``P:strikes:{set}`` | hash | member → runs in a row that failed for a cause of its own (an error while syncing it, an unreadable answer, a lease that expired); from 2 it is claimed alone | sync job, reaper (``reap``); cleared by ``release`` (done) | none |
+| ``P:parked:{set}`` | hash | member → why it was parked (JSON: reason, cause, at, strikes): it failed ``B24NOTIFY_TASK_MAX_ATTEMPTS`` times and left the due set | sync job (``release``); cleared when it next runs cleanly | none |
+| ``P:drop`` | set | task members whose state must be forgotten (ONTASKDELETE) | web; upkeep removes members neither due nor leased | none |
+| ``P:results:{portal}:{task}`` | hash | result id → StoredResult JSON, plus ``_known`` (last commit, unix s) | sync job commit (Lua); upkeep after an uninstall | ``B24NOTIFY_RESULTS_KEEP_DAYS`` + 1 h, renewed by every commit |
+| ``P:gone:{portal}:{task}`` | hash | the results hash of a task whose state was dropped (error ``0``, ONTASKDELETE), so that a task that comes back (access restored, restored from the bin) resumes from it | sync job | 30 days (as long as sent deliveries) |
+| ``P:delivery:{delivery_id}`` | hash | alert JSON, channel, status, attempts, last_error; ``failing_since`` and ``early_failures`` (the retry schedule's state, ``workers/retries.py``); ``in_flight`` (a chat send whose outcome is unknown) | sync commit, delivery jobs | 30 days from its creation; 30 days again once sent or dead |
+| ``P:deadletter`` | zset | delivery id → when it was dead-lettered | delivery jobs; ``deadletter purge``; upkeep drops entries older than their record (30 days) | none (entries 30 days) |
 | ``P:cache:task:{portal}:{task}`` | string | TaskInfo JSON | sync job | ``B24NOTIFY_TASK_CACHE_SECONDS`` |
 | ``P:cache:user:{portal}:{user}`` | string | display name | sync job | ``B24NOTIFY_USER_CACHE_SECONDS`` |
 | ``P:intake:rate`` | string | ``window start|events|events before`` of the current second and the one before, to tell a burst (``schedule``) | web | 10 s |
-| ``P:metrics`` | hash | ``name{labels}`` → counter | everyone | none |
+| ``P:metrics`` | hash | ``name{labels}`` → counter | everyone; a portal's fields are removed after its uninstall (upkeep) | none |
 | ``P:budget:{portal}`` | string | the fleet's GCRA clock (theoretical arrival time) for the portal's REST bucket | REST client (Lua) | a minute past idle |
-| ``P:operating:{portal}:reset_at`` | hash | method → last ``operating_reset_at`` seen | REST client | none |
+| ``P:operating:{portal}:reset_at`` | hash | method → last ``operating_reset_at`` seen | REST client | none; deleted by ``ONAPPUNINSTALL`` |
 | ``P:operating:{portal}:pause:{method}`` | string | the method is paused until this unix time | REST client | until then |
 | ``P:watch:{portal}:next`` | zset | task id → its next reconciliation poll | sync job, sweep, ``poll_watch`` | none |
 | ``P:watch:{portal}:active`` | zset | task id → when it was last active (event, change) | web, sync job, sweep | none |
-| ``P:watch:{portal}:status`` | hash | task id → `status|changedDate` the sweep saw (status 5 = completed) | sweep | none |
-| ``P:watch:{portal}:synced`` | zset | task id → when a sync last read it (the sweep skips tasks read after their CHANGED_DATE) | sync job | none |
+| ``P:watch:{portal}:status`` | hash | task id → `status|changedDate` the sweep saw (status 5 = completed) | sweep; removed with the task's watch entry (idle, completed, deleted) | none |
+| ``P:watch:{portal}:synced`` | zset | task id → when a sync last read it (the sweep skips tasks read after their CHANGED_DATE) | sync job; removed with the task's watch entry | none |
 | ``P:budget:{portal}:reconcile`` | string | GCRA clock of reconciliation's slice of the budget | reconciler | a minute past idle |
 | ``P:sweep:{portal}:last`` / ``:cursor`` / ``:lock`` | string | start of the last complete sweep / the unfinished one (since, next page) / who sweeps now | reconciler | cursor 1 h, lock 30 s |
 | ``P:app:{portal}`` | hash | an app install (app mode): member_id, client_endpoint, application_token, access/refresh token, expires, user_id | web (``ONAPPINSTALL``), token refresh (workers) | none; deleted by ``ONAPPUNINSTALL`` |
 | ``P:app:installed`` | set | portals where the app is installed | web | none |
+| ``P:app:removed`` | hash | uninstalled portal → ``uninstalled_at|scan cursor``: its results hashes and metrics are still to be removed | web (``ONAPPUNINSTALL``); upkeep deletes it when done | none (minutes) |
+| ``P:upkeep:lock`` | string | which worker runs the minute's upkeep (``workers/upkeep.py``) | workers | 60 s |
 | ``P:app:{portal}:refreshing`` | string | who is refreshing the portal's OAuth tokens now (the lock) | workers | 15 s |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
 
@@ -67,6 +74,12 @@ class Keys:
     def attempts(self, name: str) -> str:
         return f"{self.prefix}:attempts:{name}"
 
+    def strikes(self, name: str) -> str:
+        return f"{self.prefix}:strikes:{name}"
+
+    def parked(self, name: str) -> str:
+        return f"{self.prefix}:parked:{name}"
+
     def token_counter(self) -> str:
         return f"{self.prefix}:lease_seq"
 
@@ -75,6 +88,9 @@ class Keys:
 
     def results(self, portal: str, task_id: int) -> str:
         return f"{self.prefix}:results:{portal}:{task_id}"
+
+    def gone_results(self, portal: str, task_id: int) -> str:
+        return f"{self.prefix}:gone:{portal}:{task_id}"
 
     def delivery(self, delivery_id: str) -> str:
         return f"{self.prefix}:delivery:{delivery_id}"
@@ -136,6 +152,27 @@ class Keys:
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"
 
+    def epoch(self) -> str:
+        return f"{self.prefix}:state:epoch"
+
+    def state_lost(self) -> str:
+        return f"{self.prefix}:state:lost"
+
+    def removed_portals(self) -> str:
+        return f"{self.prefix}:app:removed"
+
+    def upkeep_lock(self) -> str:
+        return f"{self.prefix}:upkeep:lock"
+
+    def portal_scan_pattern(self, portal: str) -> str:
+        """A SCAN pattern that matches every per-task key of the portal (and more: check each key
+        against ``task_state_heads``)."""
+        return f"{self.prefix}:*:{_glob_escape(portal)}:*"
+
+    def task_state_heads(self, portal: str) -> tuple[str, ...]:
+        """What the portal's per-task state keys start with; a task id follows."""
+        return f"{self.prefix}:results:{portal}:", f"{self.prefix}:gone:{portal}:"
+
 
 def task_member(portal: str, task_id: int) -> str:
     return f"{portal}|{task_id}"
@@ -148,6 +185,10 @@ def split_task_member(member: str) -> tuple[str, int]:
 
 def delivery_id(alert_key: str, channel: str) -> str:
     return f"{alert_key}|{channel}"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def as_text(value: bytes | str) -> str:

@@ -24,6 +24,8 @@ HELP = {
     "b24notify_rest_calls": "Bitrix24 REST calls, by method and outcome",
     "b24notify_notifications": "Notification deliveries, by channel and outcome",
     "b24notify_changes": "Result changes found, by kind",
+    "b24notify_state_losses": "Times the state in Redis was found lost (epoch gone or changed); "
+                              "b24notify started over silently each time",
 }
 _UNSAFE = re.compile(r"[|=\s]")
 
@@ -48,6 +50,13 @@ class Counters:
 
     def inc(self, name: str, amount: int = 1, **labels: str) -> None:
         self.redis.hincrby(self.key, counter_field(name, **labels), amount)
+
+    def forget_portal(self, portal: str) -> int:
+        """Remove every counter labelled with this portal (after its uninstall): the hash holds
+        one field per label combination, and a portal that left must not stay in it for good."""
+        label = counter_field("", portal=portal).lstrip("|")
+        fields = [f for f in (_text(k) for k in self.redis.hkeys(self.key)) if label in f.split("|")[1:]]
+        return int(self.redis.hdel(self.key, *fields)) if fields else 0
 
 
 class RedisCountersCollector(Collector):

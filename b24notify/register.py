@@ -19,10 +19,14 @@ from b24notify.workers.context import WorkerContexts
 
 
 def register_all(settings: Settings, out: Callable[[str], None] = print) -> int:
-    settings.require_portal()
+    # Only the webhook URL is needed here: step 4 of the printed steps is how to get the
+    # application token, so asking for it first would be a loop for a new user.
+    settings.require_portal(application_token=False)
     failures = 0
     for spec in webhook_portals(settings):
         out(webhook_setup_steps(spec, settings.b24notify_public_url))
+        if not spec.application_token:
+            out("  (B24_APPLICATION_TOKEN is not set yet: step 4 gives it; serve and worker need it.)")
     if not settings.app_mode:
         return 0
     if not settings.b24notify_public_url:

@@ -10,9 +10,11 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -76,6 +78,16 @@ def parse_webhook_url(url: str) -> Webhook:
                    int(match["user"]), match["code"])
 
 
+def portal_zone(name: str) -> tzinfo:
+    """The zone named by B24_PORTAL_TIMEZONE; UTC needs no time zone database."""
+    if name.strip().upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("is not an IANA time zone name such as Europe/Berlin") from None
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -104,6 +116,9 @@ class Settings(BaseSettings):
     b24notify_watch_cold_seconds: float = Field(default=1800.0, gt=0)
     b24notify_watch_idle_days: float = Field(default=7.0, gt=0)
     b24notify_sweep_seconds: float = Field(default=60.0, gt=0)
+    # How long a task's known results are kept after its last sync; a result first seen more than
+    # this long after it was created is a silent baseline (docs/guarantees.md "Redis memory").
+    b24notify_results_keep_days: float = Field(default=30.0, gt=0)
     b24notify_key_prefix: str = "b24n"
     b24notify_queue: str = "b24notify"
     b24notify_debounce_seconds: float = Field(default=1.0, ge=0, le=60)
@@ -111,6 +126,12 @@ class Settings(BaseSettings):
     # Fleet-wide events per second from which a task waits the whole debounce cap (0: never).
     b24notify_burst_events_per_second: int = Field(default=50, ge=0)
     b24notify_lease_seconds: float = Field(default=120.0, ge=5, le=3600)
+    # A task whose runs fail this many times in a row for a cause of its own (an error while syncing
+    # it, an unreadable answer, a worker that died on it) is parked instead of retried for ever. At
+    # least 3: a healthy task caught in a batch that died twice has two strikes, then runs alone.
+    b24notify_task_max_attempts: int = Field(default=8, ge=3, le=1000)
+    # The portals' time zone (IANA name): how to read a time the portal sends without an offset.
+    b24_portal_timezone: str = "UTC"
     b24notify_poll_seconds: float = Field(default=0.1, gt=0, le=5)
     b24notify_gather_seconds: float = Field(default=0.3, ge=0, le=10)
     b24notify_sync_batch: int = Field(default=50, ge=1, le=50)
@@ -122,6 +143,8 @@ class Settings(BaseSettings):
     )
     b24notify_rest_timeout_seconds: float = Field(default=20.0, gt=0, le=60)
     b24notify_log_level: str = "INFO"
+    # If set, GET /metrics answers only "Authorization: Bearer <this>" (it names portals and volumes).
+    b24notify_metrics_token: SecretStr | None = None
 
     # OAuth application mode (PROTOCOL.md §8): set B24_CLIENT_ID and B24_CLIENT_SECRET; portals then
     # come from ONAPPINSTALL events, stored in Redis.
@@ -132,6 +155,9 @@ class Settings(BaseSettings):
     b24notify_public_url: str | None = None
     # A TOML file with several webhook-mode portals ([[portals]] tables; README "Several portals").
     b24notify_config: Path | None = None
+    # Where `b24notify up` keeps the data of the redis-server it starts when none answers at
+    # REDIS_URL (default $XDG_DATA_HOME/b24notify, i.e. ~/.local/share/b24notify).
+    b24notify_data_dir: Path | None = None
 
     @field_validator("notify_email", "notify_kinds", "b24notify_delivery_retry_seconds", mode="before")
     @classmethod
@@ -208,6 +234,12 @@ class Settings(BaseSettings):
             raise ValueError("must use https (http is accepted only for loopback hosts)")
         return value
 
+    @field_validator("b24_portal_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        portal_zone(value)
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: str) -> str:
@@ -233,13 +265,15 @@ class Settings(BaseSettings):
         """OAuth application mode: portals install the app and are kept in Redis."""
         return bool(self.b24_client_id)
 
-    def require_portal(self) -> None:
-        """What both web and worker need: at least one portal to serve, each fully described."""
+    def require_portal(self, *, application_token: bool = True) -> None:
+        """What both web and worker need: at least one portal to serve, each fully described.
+        ``application_token=False`` for ``register``, whose own steps say where to get that token."""
         if self.b24_client_id is not None and (
                 self.b24_client_secret is None or not self.b24_client_secret.get_secret_value()):
             raise ConfigError("B24_CLIENT_SECRET: is required when B24_CLIENT_ID is set")
         if self.b24_webhook_url is not None:
-            if self.b24_application_token is None or not self.b24_application_token.get_secret_value():
+            if application_token and (
+                    self.b24_application_token is None or not self.b24_application_token.get_secret_value()):
                 raise ConfigError("B24_APPLICATION_TOKEN: is not set (the outgoing webhook's token)")
         elif self.b24notify_config is None and not self.app_mode:
             raise ConfigError("B24_WEBHOOK_URL: is not set (https://PORTAL/rest/USER_ID/CODE/); "

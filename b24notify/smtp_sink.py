@@ -6,8 +6,10 @@ and can make the sink refuse mail with a chosen reply code to exercise the retry
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import random
 import socket
 import sys
 import threading
@@ -54,6 +56,9 @@ class SmtpSink:
         self._refusals: list[tuple[int, Stage]] = []  # one entry per transaction still to refuse
         self._refused_addresses: dict[str, int] = {}
         self._transactions: dict[int, tuple[int, Stage] | None] = {}  # id(session) -> refusal
+        self._data_reply_delay = 0.0
+        self._random_refusal: tuple[float, int, Stage] | None = None  # share of transactions, code, stage
+        self._rng = random.Random(0)
         self._controller: Controller | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -109,6 +114,19 @@ class SmtpSink:
         with self._condition:
             self._refusals.extend([(code, at)] * n)
 
+    def refuse_randomly(self, share: float, code: int = 451, *, at: Stage = "rcpt", seed: int = 0) -> None:
+        """From now on refuse about ``share`` of the transactions (after any ``refuse_next``), drawn
+        from a seeded generator: a flaky server, for chaos runs."""
+        with self._condition:
+            self._random_refusal = (share, code, at) if share > 0 else None
+            self._rng = random.Random(seed)
+
+    def answer_data_after(self, seconds: float) -> None:
+        """Take each message at once but answer its DATA only ``seconds`` later, like a server
+        slow to confirm: the mail is accepted before the client hears so."""
+        with self._condition:
+            self._data_reply_delay = seconds
+
     def refuse_address(self, address: str, code: int = 550) -> None:
         """Refuse RCPT TO for ``address`` from now on (a partial refusal when there are others)."""
         with self._condition:
@@ -118,7 +136,11 @@ class SmtpSink:
 
     def _begin_transaction(self, session: object) -> None:
         with self._condition:
-            self._transactions[id(session)] = self._refusals.pop(0) if self._refusals else None
+            refusal = self._refusals.pop(0) if self._refusals else None
+            if refusal is None and self._random_refusal is not None:
+                share, code, stage = self._random_refusal
+                refusal = (code, stage) if self._rng.random() < share else None
+            self._transactions[id(session)] = refusal
 
     def _refusal(self, session: object, stage: Stage, address: str = "") -> str | None:
         with self._condition:
@@ -170,6 +192,9 @@ class _Handler:
             return refusal
         content = envelope.original_content or envelope.content
         self._sink._deliver(session, content)
+        delay = self._sink._data_reply_delay
+        if delay > 0:
+            await asyncio.sleep(delay)
         return "250 Message accepted for delivery"
 
 

@@ -276,6 +276,23 @@ def test_register_in_webhook_mode_prints_the_setup_steps(make_settings, simulato
     assert simulator.webhook_url.split("/rest/")[1] not in lines[0]  # the webhook code stays secret
 
 
+def test_register_runs_with_only_the_webhook_url(make_settings, monkeypatch, capsys):
+    """A new user runs `register` to learn where the application token comes from: it must not
+    refuse for want of that token. serve and worker still do."""
+    from b24notify.cli import main
+    from b24notify.settings import ConfigError, load_settings
+
+    make_settings()  # a clean environment
+    monkeypatch.setenv("B24_WEBHOOK_URL", "https://acme.bitrix24.com/rest/1/secretcode/")
+    assert main(["register"]) == 0
+    out = capsys.readouterr().out
+    assert "Handler URL: https://YOUR-HOST/webhooks/bitrix24" in out
+    assert "B24_APPLICATION_TOKEN is not set yet" in out
+    assert "secretcode" not in out
+    with pytest.raises(ConfigError, match="B24_APPLICATION_TOKEN"):
+        load_settings().require_portal()
+
+
 def test_work_queued_for_an_uninstalled_portal_is_dropped(redis, keys, authority, app_settings):
     from b24notify.keys import task_member
     from b24notify.workers.context import bind_contexts, unbind_contexts

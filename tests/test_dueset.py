@@ -153,3 +153,52 @@ def test_renew_extends_held_leases_and_drops_lost_ones(due, clock):
     assert due.renew([mine, other], 60) == [mine, other]
     clock.now += 30
     assert due.reap() == []  # renewed to 60 s
+
+
+def test_reaped_claim_counts_as_an_attempt(due, clock):
+    due.schedule("p|1", clock.now)
+    assert len(due.claim(10, 30)) == 1  # ... and the job dies
+    clock.now += 31
+    assert due.reap() == ["p|1"]
+    assert due.strikes(["p|1", "p|2"]) == {"p|1": 1}
+    (again,) = due.claim(10, 30)
+    assert due.complete(again) is True
+    assert due.strikes(["p|1"]) == {}  # a clean run clears them
+
+
+def test_a_batch_that_died_twice_is_claimed_one_by_one(due, clock):
+    for i in (1, 2, 3):
+        due.schedule(f"p|{i}", clock.now)
+    for _ in range(2):
+        assert len(due.claim(10, 30)) == 3  # the first death may be a deploy: together again
+        clock.now += 31
+        due.reap()
+    alone = [[c.member for c in due.claim(10, 30)] for _ in range(4)]
+    assert alone == [["p|1"], ["p|2"], ["p|3"], []]
+
+
+def test_a_suspect_behind_healthy_members_waits_for_a_claim_of_its_own(due, clock):
+    due.schedule("p|1", clock.now)
+    (claim,) = due.claim(10, 30)
+    due.retry(claim, clock.now)
+    due.strike("p|1")
+    due.strike("p|1")
+    due.schedule("p|0", clock.now - 1)
+    due.schedule("p|2", clock.now)
+    assert [c.member for c in due.claim(10, 30)] == ["p|0", "p|2"]
+    assert [c.member for c in due.claim(10, 30)] == ["p|1"]
+
+
+def test_a_parked_member_leaves_the_due_set_until_asked_again(due, clock):
+    due.schedule("p|1", clock.now)
+    (claim,) = due.claim(10, 30)
+    assert due.park(claim, "TypeError: boom", "error", strikes=8, keep_strikes=7)
+    assert due.counts() == {"due": 0, "leased": 0, "pending": 0}
+    (parked,) = due.parked()
+    assert (parked.member, parked.reason, parked.cause, parked.at) == ("p|1", "TypeError: boom", "error", clock.now)
+    assert due.strikes(["p|1"]) == {"p|1": 7}  # one more failure parks it again
+    assert due.unpark("p|1", keep_strikes=7) is True  # the operator's "try again"
+    (again,) = due.claim(10, 30)
+    assert due.complete(again)
+    assert due.parked() == [] and due.strikes(["p|1"]) == {}
+    assert due.unpark("p|1", keep_strikes=7) is False

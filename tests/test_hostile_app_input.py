@@ -71,3 +71,42 @@ def test_hostile_app_events_never_store_or_queue_anything(app_client, redis, key
     assert sim.authority.invalid_grants >= 1
     assert sim.authority.refreshes == 0  # nothing hostile got a token refreshed
     assert AppRegistry(redis, keys).portals() == []
+
+
+def test_install_is_refused_when_the_oauth_server_does_not_confirm_the_endpoint(make_settings, redis, keys: Keys):
+    """Fail closed: an OAuth answer without ``client_endpoint`` confirms nothing, so the endpoint the
+    event claims (here a host that must never be called) is not stored."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests.support.servers import CountingListener, ThreadedServer
+
+    asked: list[str] = []
+
+    async def token(request: Request) -> JSONResponse:
+        asked.append(request.query_params.get("grant_type", ""))
+        # A valid-looking grant for the claimed member_id, but no client_endpoint at all.
+        return JSONResponse({"access_token": "a1", "refresh_token": "r2", "expires_in": 3600,
+                             "member_id": "member-x", "user_id": 1, "domain": "oauth.bitrix.info"})
+
+    listener = CountingListener()
+    try:
+        with ThreadedServer(Starlette(routes=[Route("/oauth/token/", token)])) as oauth:
+            settings_ = make_settings(b24_client_id="app.sim.1", b24_client_secret="sim-app-secret",
+                                      b24_oauth_url=f"{oauth.url}/oauth/token/", notify_chat="chat1")
+            with TestClient(create_app(settings_)) as client:
+                install = {"event": "ONAPPINSTALL", "data": {"VERSION": "1"}, "auth": {
+                    "domain": listener.host, "client_endpoint": listener.url, "member_id": "member-x",
+                    "application_token": "app-token", "refresh_token": "r1", "access_token": "a0",
+                    "user_id": "1"}}
+                response = client.post("/webhooks/bitrix24", content=encode_php_query(install), headers=FORM)
+        assert asked == ["refresh_token"]  # the OAuth server was asked, and its answer was read
+        assert response.status_code == 403, response.text
+        assert response.json()["reason"] == "install_unverified"
+        assert "client_endpoint" in response.json()["detail"]
+        assert AppRegistry(redis, keys).portals() == []
+        assert listener.hits == 0
+    finally:
+        listener.close()

@@ -218,7 +218,8 @@ def test_doctor_says_what_is_wrong(settings, simulator, redis, keys, capsys):
 
     lines: list[str] = []
     assert run_doctor(settings, lines.append) == 0
-    assert all(line.startswith("ok") for line in lines)
+    # The test Redis keeps no AOF: doctor warns about that (tests/test_state_loss.py), nothing fails.
+    assert all(line.startswith("ok") or line.startswith("warn  redis disk") for line in lines), lines
     redis.set(keys.halted(settings.portal), "tasks.task.result.list NO_AUTH_FOUND (HTTP 401)")
     simulator.control.add_faults({"method": "*", "error": "insufficient_scope", "count": 5})
     lines.clear()

@@ -136,3 +136,36 @@ def test_unknown_codes_fall_back_on_status():
     assert isinstance(classify("WHATEVER", status=502), ServerError)
     assert isinstance(classify("WHATEVER", status=429), QueryLimitExceeded)
     assert isinstance(classify("WHATEVER", status=400), RequestRejected)
+
+
+def test_error_codes_from_the_portal_become_bounded_metric_labels(portal, redis, keys):
+    """A portal (or anything answering in its place) names the error code: only codes from the
+    policy table reach /metrics as labels; the rest are counted as "other"."""
+    from b24notify.metrics import Counters, decode_counters, render
+
+    scripted, url = portal
+    counters = Counters(redis, keys)
+    client = RestClient(parse_webhook_url(f"{url}/rest/1/secretcode/"), timeout=2, sleep=lambda s: None,
+                        observer=lambda method, outcome: counters.inc("b24notify_rest_calls", method=method,
+                                                                      outcome=outcome))
+    for n in range(20):
+        scripted.reply(400, {"error": f"MADE_UP_{n}", "error_description": "x"})
+        with pytest.raises(RequestRejected):
+            client.call("user.get")
+    scripted.reply(400, {"error": "0", "error_description": "Access denied."})
+    with pytest.raises(TaskGone):
+        client.call("tasks.task.result.list", {"taskId": 1})
+    scripted.reply(418, b"teapot")
+    with pytest.raises(RequestRejected):
+        client.call("user.get")
+    scripted.reply(200, {"result": {"result": {"a": []}, "result_error": {
+        "b": {"error": "ANOTHER_ONE", "error_description": "x"}, "c": {"error": "0", "error_description": ""}}}})
+    client.batch({key: ("tasks.task.result.list", {"taskId": 1}) for key in "abc"})
+    client.close()
+    text = render(decode_counters(redis.hgetall(keys.metrics())), {}).decode()
+    assert "MADE_UP" not in text and "ANOTHER_ONE" not in text
+    assert 'b24notify_rest_calls_total{method="user.get",outcome="other"} 20.0' in text
+    assert 'b24notify_rest_calls_total{method="user.get",outcome="HTTP_418"} 1.0' in text
+    assert 'b24notify_rest_calls_total{method="tasks.task.result.list",outcome="0"} 2.0' in text
+    assert 'b24notify_rest_calls_total{method="tasks.task.result.list",outcome="other"} 1.0' in text
+    assert 'b24notify_rest_calls_total{method="batch",outcome="ok"} 1.0' in text

@@ -230,3 +230,16 @@ def test_no_burst_mode_when_switched_off(make_settings, redis, due):
         for task in range(1, 11):
             assert post_form(plain_client, event(task=task)).status_code == 200
     assert all(s - start < 2.0 for _, s in redis.zrange(due.due, 0, -1, withscores=True))
+
+
+def test_metrics_need_the_bearer_token_when_one_is_set(make_settings):
+    settings = make_settings(b24_webhook_url=f"https://{DOMAIN}/rest/1/code/", b24_application_token=TOKEN,
+                             b24notify_metrics_token="scrape-me")
+    with TestClient(create_app(settings)) as client:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "scrape-me"}):
+            response = client.get("/metrics", headers=headers)
+            assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+            assert "b24notify" not in response.text.replace("B24NOTIFY_METRICS_TOKEN", "")
+        assert client.get("/metrics", headers={"authorization": "Bearer scrape-me"}).status_code == 200
+        # Health endpoints stay open: load balancers and container healthchecks use them.
+        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200

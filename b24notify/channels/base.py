@@ -1,8 +1,9 @@
 """What every delivery channel is: something that sends one alert, or says why it could not.
 
-A channel sorts its failures into two kinds so the job can apply one policy: a retryable error
-(the server is busy, down or greylisting) is tried again later; a permanent one (address
-unknown, credentials wrong, message rejected) is recorded and never retried.
+A channel sorts its failures so the job can apply one policy: a retryable error (the server is
+busy, down or greylisting) is tried again later; a permanent one (address unknown, credentials
+wrong, message rejected) is recorded and never retried; and a deferral (our own limits said
+"not yet", nothing was sent) is no failure at all: it runs again when the wait is over.
 """
 
 from __future__ import annotations
@@ -30,6 +31,24 @@ class RetryableDeliveryError(DeliveryError):
 
     retryable = True
 
+    def __init__(self, reason: str, *, uncertain: bool = False, transient: bool = True) -> None:
+        super().__init__(reason, uncertain=uncertain)
+        # A passing fault (a 5xx, a timeout, a dropped connection, an SMTP 4xx reply, a full
+        # bucket) usually passes within seconds, so it is tried again within seconds first
+        # (workers/retries.py). False for trouble that someone must fix (credentials, access).
+        self.transient = transient
+
+
+class DeliveryDeferred(DeliveryError):
+    """Nothing was sent: our own limits (the fleet's REST budget, a method paused until its time
+    budget resets) say wait ``retry_after`` seconds. Not a failed attempt."""
+
+    retryable = True
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = max(0.0, retry_after)
+
 
 class PermanentDeliveryError(DeliveryError):
     """Trying again will fail the same way until someone changes something."""
@@ -40,6 +59,12 @@ class PermanentDeliveryError(DeliveryError):
 class Channel(Protocol):
     name: str
 
-    def send(self, alert: Alert) -> None:
-        """Deliver ``alert`` or raise a ``DeliveryError`` subclass."""
+    @property
+    def send_seconds(self) -> float:
+        """The longest one send can take: a job starts a send only when it has this much left."""
+        ...
+
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
+        """Deliver ``alert`` or raise a ``DeliveryError`` subclass. ``deadline`` (``time.monotonic()``)
+        is when the send must be over, where the channel can bound its own time."""
         ...

@@ -1,29 +1,42 @@
 """The e-mail channel: renders an alert and hands it to an SMTP server.
 
-Configured by one URL, ``smtp://[user:password@]host[:port][?starttls=true]`` or
-``smtps://...`` (TLS from the first byte). SMTP failures are sorted by reply code: 4xx and
+Configured by one URL, ``smtp://[user:password@]host[:port][?starttls=true][&timeout=SECONDS]``
+or ``smtps://...`` (TLS from the first byte). SMTP failures are sorted by reply code: 4xx and
 network trouble are retryable, 5xx are permanent, so a wrong password or an unknown mailbox is
 not retried forever.
+
+A send has a deadline of its own: each reply may take ``timeout`` (10 s), the whole transaction
+at most twice that (``send_seconds``), and never past the deadline the job gives it. A job starts
+a send only when that much time is left, so its own time limit never cuts a mail between the
+server's "accepted" and the record that it was sent (docs/guarantees.md).
 """
 
 from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from b24notify.alerts import Alert
 from b24notify.channels.base import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from b24notify.render.email import MailRenderer
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 10.0  # seconds for any one reply
+MAX_TIMEOUT = 300.0  # a whole send (twice this) must still fit in a job (B24NOTIFY_LEASE_SECONDS)
+TRANSACTION_TIMEOUTS = 2  # a whole transaction (connect to the end of DATA) may take this many of them
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
 
@@ -59,9 +72,13 @@ class SmtpConfig:
             raise ValueError("SMTP_URL needs both a user name and a password, or neither")
 
         starttls = False
+        timeout = DEFAULT_TIMEOUT
         for name, value in query:
+            if name == "timeout":
+                timeout = _timeout(value)
+                continue
             if name != "starttls":
-                raise ValueError(f"SMTP_URL has an unknown parameter {name!r}; only starttls is allowed")
+                raise ValueError(f"SMTP_URL has an unknown parameter {name!r}; only starttls and timeout are allowed")
             if value.lower() not in _TRUE | _FALSE:
                 raise ValueError("SMTP_URL parameter starttls must be true or false")
             starttls = value.lower() in _TRUE
@@ -75,6 +92,7 @@ class SmtpConfig:
             starttls=starttls,
             username=username,
             password=password,
+            timeout=timeout,
         )
 
     def redacted_url(self) -> str:
@@ -82,8 +100,20 @@ class SmtpConfig:
         scheme = "smtps" if self.use_ssl else "smtp"
         auth = f"{quote(self.username, safe='')}:***@" if self.username else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        query = "?starttls=true" if self.starttls else ""
+        params = (["starttls=true"] if self.starttls else []) + (
+            [f"timeout={self.timeout:g}"] if self.timeout != DEFAULT_TIMEOUT else [])
+        query = f"?{'&'.join(params)}" if params else ""
         return f"{scheme}://{auth}{host}:{self.port}{query}"
+
+
+def _timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ValueError(f"SMTP_URL parameter timeout must be seconds, more than 0 and at most {MAX_TIMEOUT:g}")
+    return seconds
 
 
 class EmailChannel:
@@ -100,10 +130,17 @@ class EmailChannel:
         self.recipients = tuple(recipients)
         self._renderer = MailRenderer()
 
-    def send(self, alert: Alert) -> None:
+    @property
+    def send_seconds(self) -> float:
+        return self.smtp.timeout * TRANSACTION_TIMEOUTS
+
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
         message = self._renderer.render(alert, sender=self.sender, recipients=self.recipients)
+        end = time.monotonic() + self.send_seconds
+        if deadline is not None:
+            end = min(end, deadline)
         try:
-            refused = self._transmit(message)
+            refused = self._transmit(message, end)
         except (smtplib.SMTPException, OSError) as exc:
             raise self._classify(exc) from exc
         if refused:
@@ -115,8 +152,8 @@ class EmailChannel:
             )
         log.debug("event=email.sent key=%s recipients=%d", alert.key, len(self.recipients) - len(refused))
 
-    def _transmit(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
-        smtp = self._connect()
+    def _transmit(self, message: EmailMessage, end: float) -> dict[str, tuple[int, bytes]]:
+        smtp = self._connect(end)
         try:
             if self.smtp.starttls:
                 smtp.starttls(context=ssl.create_default_context())
@@ -126,13 +163,10 @@ class EmailChannel:
         finally:
             _quit(smtp)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, end: float) -> smtplib.SMTP:
         cfg = self.smtp
-        if cfg.use_ssl:
-            return smtplib.SMTP_SSL(
-                cfg.host, cfg.port, timeout=cfg.timeout, context=ssl.create_default_context()
-            )
-        return smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+        tls = ssl.create_default_context() if cfg.use_ssl else None
+        return _BoundedSMTP(cfg.host, cfg.port, reply_timeout=cfg.timeout, end=end, tls=tls)
 
     def _classify(self, exc: smtplib.SMTPException | OSError) -> DeliveryError:
         error = classify_smtp_error(exc)
@@ -140,6 +174,41 @@ class EmailChannel:
             # Servers do not echo passwords, but a reason is logged, so make sure.
             error = type(error)(error.reason.replace(self.smtp.password, "***"))
         return error
+
+
+class _BoundedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` whose every read and write ends by ``end`` (``time.monotonic()``): a timeout
+    per reply alone lets a slow server stretch one transaction over many of them. With ``tls`` it
+    speaks TLS from the first byte (smtps://), as ``smtplib.SMTP_SSL`` does."""
+
+    def __init__(self, host: str, port: int, *, reply_timeout: float, end: float,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self._reply_timeout = reply_timeout
+        self._end = end
+        self._tls = tls
+        super().__init__(host, port, timeout=self._time_left())
+
+    def _time_left(self) -> float:
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out: the SMTP transaction used up its time")
+        return min(self._reply_timeout, left)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_hostname=host)
+        return sock
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(self._time_left())
+        super().send(s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.sock is not None:
+            self.sock.settimeout(self._time_left())
+        return super().getreply()
 
 
 def classify_smtp_error(exc: smtplib.SMTPException | OSError) -> DeliveryError:

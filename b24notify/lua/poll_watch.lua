@@ -3,8 +3,10 @@
 -- sync of each (the task due set, ZADD LT: never delays a sync already asked for), and sets each
 -- one's next poll from how recently it was active: often when it was active lately, rarely when
 -- quiet; a task quiet for longer than the idle limit leaves the watch set (its next event or a
--- discovery sweep brings it back).
--- KEYS[1] watch next-poll zset, KEYS[2] watch activity zset, KEYS[3] task due zset
+-- discovery sweep brings it back), with everything kept for it there: its last sync time and
+-- what the sweep last saw of it (a task that comes back is read afresh anyway).
+-- KEYS[1] watch next-poll zset, KEYS[2] watch activity zset, KEYS[3] task due zset,
+-- KEYS[4] watch synced zset, KEYS[5] watch status hash (the sweep's)
 -- ARGV[1] now, ARGV[2] limit, ARGV[3] member prefix ("portal|"),
 -- ARGV[4] hot interval, ARGV[5] warm interval, ARGV[6] cold interval,
 -- ARGV[7] hot age, ARGV[8] warm age, ARGV[9] idle age (drop)
@@ -18,6 +20,8 @@ for _, task in ipairs(due) do
   if age > tonumber(ARGV[9]) then
     redis.call('ZREM', KEYS[1], task)
     redis.call('ZREM', KEYS[2], task)
+    redis.call('ZREM', KEYS[4], task)
+    redis.call('HDEL', KEYS[5], task)
     dropped = dropped + 1
   else
     local interval = tonumber(ARGV[6])

@@ -8,6 +8,8 @@ the refresh started from.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,8 +18,11 @@ from urllib.parse import urlsplit
 from redis import Redis
 
 from b24notify.keys import Keys, as_text
+from b24notify.metrics import Counters
 from b24notify.portals.spec import PortalSpec
 from b24notify.settings import Settings, is_loopback_host
+
+log = logging.getLogger(__name__)
 
 # Compare-and-set: new tokens are written only over the refresh token they were made from.
 _REPLACE_TOKENS = """
@@ -96,10 +101,13 @@ class AppRegistry:
         pipe.sadd(self.keys.app_installs(), install.domain)
         pipe.execute()
 
-    def remove(self, portal: str) -> None:
+    def remove(self, portal: str, at: float | None = None) -> None:
+        """The app left the portal (``ONAPPUNINSTALL``): forget the install and what we kept about
+        the portal now; its per-task state follows within minutes (``RemovedPortals``)."""
         pipe = self.redis.pipeline()
-        pipe.delete(self.keys.app_install(portal))
+        pipe.delete(self.keys.app_install(portal), *portal_state_keys(self.keys, portal))
         pipe.srem(self.keys.app_installs(), portal)
+        pipe.hset(self.keys.removed_portals(), portal, removal_mark(time.time() if at is None else at))
         pipe.execute()
 
     def replace_tokens(self, install: AppInstall, access_token: str, refresh_token: str, expires: float) -> bool:
@@ -107,3 +115,80 @@ class AppRegistry:
                                install.refresh_token, access_token, refresh_token, repr(expires))
         return bool(done)
 
+
+
+def portal_state_keys(keys: Keys, portal: str) -> list[str]:
+    """Every key that belongs to one portal as a whole (not per task): what an uninstall deletes
+    at once. A reinstall starts from nothing: results pinned while the app was away are a silent
+    baseline (a new ``connected_at``), like at the first install."""
+    operating = keys.operating(portal)
+    return [
+        keys.connected_at(portal), keys.halted(portal),
+        keys.watch_next(portal), keys.watch_active(portal), keys.watch_status(portal), keys.watch_synced(portal),
+        keys.sweep_last(portal), keys.sweep_cursor(portal), keys.sweep_lock(portal),
+        keys.budget(portal), keys.reconcile_budget(portal), keys.reconcile_budget(portal) + ":sweep",
+        f"{operating}:reset_at", keys.oauth_lock(portal), keys.oauth_lock(portal) + ":binding",
+    ]
+
+
+def removal_mark(at: float, cursor: int = 0) -> str:
+    return f"{at!r}|{cursor}"
+
+
+class RemovedPortals:
+    """Portals whose app was uninstalled and whose per-task state (results and tombstone hashes,
+    one per task ever synced) and metrics are still to be removed.
+
+    The web only marks the portal (``AppRegistry.remove``): a SCAN of the keyspace is no work for
+    the answer to a webhook. A worker's upkeep calls ``clean`` once a minute; it goes on from its
+    SCAN cursor, a slice of the keyspace at a time, so a huge Redis costs a few minutes, never a
+    stall. Results hashes expire on their own anyway (B24NOTIFY_RESULTS_KEEP_DAYS): this makes
+    an uninstall a clean cut instead of a month's wait. A portal installed again meanwhile is left
+    alone from then on (what is left of the old install expires).
+
+    The mark stays until ``GRACE_SECONDS`` after the uninstall, the SCAN starting over each time:
+    a worker serves a portal it has built up to 30 s after its uninstall (``SPEC_RECHECK_SECONDS``)
+    and a job runs for at most its lease, so the last pass comes after the last job that could
+    have written for the portal."""
+
+    GRACE_SECONDS = 300.0
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    def clean(self, now: float | None = None, scan_calls: int = 20, count: int = 1000) -> int:
+        """Go on with every removed portal for up to ``scan_calls`` SCAN steps each. Returns the
+        keys deleted."""
+        now = time.time() if now is None else now
+        deleted = 0
+        for raw_portal, raw_mark in self.redis.hgetall(self.keys.removed_portals()).items():
+            portal, mark = as_text(raw_portal), as_text(raw_mark)
+            at_text, _, cursor_text = mark.partition("|")
+            at, cursor = float(at_text), int(cursor_text or 0)
+            if self.redis.sismember(self.keys.app_installs(), portal):
+                self.redis.hdel(self.keys.removed_portals(), portal)
+                continue
+            for _ in range(scan_calls):
+                cursor, found = self.redis.scan(cursor, match=self.keys.portal_scan_pattern(portal),
+                                              count=count)
+                mine = [k for k in (as_text(key) for key in found) if self._is_task_state(k, portal)]
+                if mine:
+                    deleted += int(self.redis.delete(*mine))
+                if cursor == 0:
+                    break
+            if cursor != 0:
+                self.redis.hset(self.keys.removed_portals(), portal, removal_mark(at, cursor))
+                continue
+            # Once more: a job that was running during the uninstall may have touched them since.
+            deleted += int(self.redis.delete(*portal_state_keys(self.keys, portal)))
+            deleted += Counters(self.redis, self.keys).forget_portal(portal)
+            if now < at + self.GRACE_SECONDS:
+                self.redis.hset(self.keys.removed_portals(), portal, removal_mark(at))  # once more, later
+                continue
+            self.redis.hdel(self.keys.removed_portals(), portal)
+            log.info("event=portal.cleaned portal=%s", portal)
+        return deleted
+
+    def _is_task_state(self, key: str, portal: str) -> bool:
+        return any(key.startswith(head) and key[len(head):].isdigit() for head in self.keys.task_state_heads(portal))

@@ -24,7 +24,7 @@ import httpx
 
 from b24notify.phpform import encode_php_query
 from b24notify.rest.credentials import Credentials, WebhookCredentials
-from b24notify.rest.errors import B24Error, Policy, ServerError, TransportError, classify
+from b24notify.rest.errors import ERROR_TABLE, B24Error, Policy, ServerError, TransportError, classify
 from b24notify.rest.guard import CallGuard
 from b24notify.settings import Webhook
 
@@ -33,7 +33,20 @@ log = logging.getLogger(__name__)
 METHOD_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 MAX_BATCH = 50
 
-CallObserver = Callable[[str, str], None]  # (method, outcome: "ok" or an error code)
+CallObserver = Callable[[str, str], None]  # (method, outcome: "ok", a known error code or "other")
+
+# Outcomes become metric labels, and an error code is whatever text the portal answered: only the
+# codes we know (the policy table, and the ones this package makes up) pass; anything else is
+# "other" (the code itself is still in the log line and the exception).
+KNOWN_OUTCOMES = frozenset({"ok", *ERROR_TABLE, "TIMEOUT", "NETWORK_ERROR", "BUDGET_SPENT", "OAUTH_LOCK_TIMEOUT",
+                            "APP_NOT_INSTALLED", "MEMBER_MISMATCH"})
+HTTP_STATUS_CODE = re.compile(r"^HTTP_[1-5][0-9][0-9]$")  # made here from the status: at most 500 values
+OTHER_OUTCOME = "other"
+
+
+def metric_outcome(code: str) -> str:
+    """``code`` as a metric label value from a bounded set."""
+    return code if code in KNOWN_OUTCOMES or HTTP_STATUS_CODE.match(code) else OTHER_OUTCOME
 
 
 @dataclass(frozen=True)
@@ -179,8 +192,9 @@ class RestClient:
         return answers
 
     def _observe(self, method: str, outcome: str) -> None:
+        # ``method`` is always ours (a literal at the call site, checked against METHOD_NAME).
         if self._observer is not None:
-            self._observer(method, outcome)
+            self._observer(method, metric_outcome(outcome))
 
     def _call_once(self, method: str, url: str, params: Mapping[str, Any]) -> Answer:
         try:

@@ -9,11 +9,11 @@ because Bitrix24 never retries a delivery that timed out or failed (PROTOCOL.md 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
 
 import httpx
 from redis.asyncio import Redis
@@ -47,6 +47,7 @@ from b24notify.service.intake import (
 )
 from b24notify.service.portals import WebPortals
 from b24notify.settings import Settings
+from b24notify.state_epoch import StateLoss, establish_async, process_name
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,29 @@ class Intake:
 
 
 class Health:
-    def __init__(self, portals: WebPortals, redis: Redis, keys: Keys) -> None:
+    def __init__(self, portals: WebPortals, redis: Redis, keys: Keys, metrics_token: str = "") -> None:
         self.redis = redis
         self.keys = keys
         self.portals = portals
+        self.metrics_token = metrics_token
+        self.epoch = ""  # the state's epoch as this process knows it (state_epoch.py)
+        self.by = process_name("web")
+
+    async def establish(self, portals: list[str]) -> None:
+        """Make (or learn) the state's epoch and each portal's connected_at; a serving process."""
+        self.epoch = (await establish_async(self.redis, self.keys, self.epoch, portals, self.by)).epoch
+
+    async def state(self, served: list[str]) -> StateLoss | None:
+        """The last state loss, if one is on record; an epoch gone or changed since we learnt it is
+        one, found here (the web has no job to find it in)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.keys.epoch(), "id")
+        pipe.hgetall(self.keys.state_lost())
+        epoch, lost = await pipe.execute()
+        if epoch is None or as_text(epoch) != self.epoch:
+            await self.establish(served)
+            lost = await self.redis.hgetall(self.keys.state_lost())
+        return StateLoss.from_mapping(lost)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -166,18 +186,26 @@ class Health:
             await self.redis.ping()
             served = await self.portals.portal_keys()
             halted = await self.redis.mget([self.keys.halted(p) for p in served]) if served else []
+            loss = await self.state(served)
         except (RedisError, OSError) as exc:
             return JSONResponse({"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}"},
                                 status_code=503)
+        # A state loss is reported (7 days) but does not make the web unready: it started over.
+        state = {"state": loss.describe()} if loss is not None else {}
         paused = {portal: as_text(reason) for portal, reason in zip(served, halted, strict=True) if reason is not None}
         if paused:
             # One portal: the reason itself; several: which ones and why.
             detail: object = (f"calls paused: {next(iter(paused.values()))}" if len(served) == 1
                               else {p: f"calls paused: {r}" for p, r in paused.items()})
-            return JSONResponse({"status": "degraded", "redis": "ok", "portal": detail}, status_code=503)
-        return JSONResponse({"status": "ok", "redis": "ok", "portal": "ok", "portals": len(served)})
+            return JSONResponse({"status": "degraded", "redis": "ok", "portal": detail, **state}, status_code=503)
+        return JSONResponse({"status": "ok", "redis": "ok", "portal": "ok", "portals": len(served), **state})
 
     async def metrics(self, request: Request) -> Response:
+        if self.metrics_token and not hmac.compare_digest(
+                request.headers.get("authorization", "").encode("utf-8", "surrogateescape"),
+                f"Bearer {self.metrics_token}".encode("utf-8", "surrogateescape")):
+            return JSONResponse({"status": "unauthorized", "detail": "send Authorization: Bearer "
+                                 "B24NOTIFY_METRICS_TOKEN"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hgetall(self.keys.metrics())
@@ -205,17 +233,18 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     )
     http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "b24notify"})
     intake = Intake(settings, client, http)
-    health = Health(intake.portals, client, intake.keys)
+    token = settings.b24notify_metrics_token
+    health = Health(intake.portals, client, intake.keys, token.get_secret_value() if token is not None else "")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("event=web.start portals=%s app_mode=%s", ",".join(intake.portals.static) or "-",
                  settings.app_mode)
-        # The first process to start marks when each portal was connected; results created
-        # before that are a silent baseline. A Redis outage here must not stop the web.
+        # The first serving process to start makes the state's epoch and marks when each portal
+        # was connected; results created before that are a silent baseline (state_epoch.py).
+        # A Redis outage here must not stop the web: /readyz does it once Redis answers.
         with contextlib.suppress(RedisError, OSError):
-            for portal in intake.portals.static:
-                await client.set(intake.keys.connected_at(portal), datetime.now(UTC).isoformat(), nx=True)
+            await health.establish(await intake.portals.portal_keys())
         yield
         await http.aclose()
         if redis is None:

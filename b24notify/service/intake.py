@@ -84,9 +84,13 @@ def authenticate(payload: dict[str, Any], portal: PortalIdentity) -> None:
         raise Rejection(401, "bad_token", "auth[application_token] does not match B24_APPLICATION_TOKEN")
     if auth.domain and auth.domain.lower() != portal.domain and auth.domain.lower() != portal.domain.split(":")[0]:
         raise Rejection(403, "wrong_portal", "auth[domain] is not the configured portal")
-    if portal.member_id and auth.member_id and not hmac.compare_digest(_bytes(auth.member_id),
-                                                                       _bytes(portal.member_id)):
-        raise Rejection(403, "wrong_portal", "auth[member_id] is not the configured portal")
+    if portal.member_id:
+        # A portal known by its member_id (B24_MEMBER_ID, a TOML portal's member_id, an app install)
+        # must be named by it: every genuine event carries auth[member_id] (PROTOCOL.md §1).
+        if not auth.member_id:
+            raise Rejection(403, "wrong_portal", "auth[member_id] is missing; this portal's events must carry it")
+        if not hmac.compare_digest(_bytes(auth.member_id), _bytes(portal.member_id)):
+            raise Rejection(403, "wrong_portal", "auth[member_id] is not the configured portal")
 
 
 def to_event(payload: dict[str, Any]) -> TaskEvent | IgnoredEvent:

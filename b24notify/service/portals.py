@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from b24notify.events import AppInstallEvent, AppUninstallEvent
 from b24notify.keys import Keys, as_text
-from b24notify.portals.registry import AppInstall, endpoint_problem
+from b24notify.portals.registry import AppInstall, endpoint_problem, portal_state_keys, removal_mark
 from b24notify.portals.spec import PortalSpec, webhook_portals
 from b24notify.rest.errors import B24Error, PortalUnusable
 from b24notify.rest.oauth import OAuthApp, request_refresh_async
@@ -80,7 +80,11 @@ class WebPortals:
             raise Rejection(503, "oauth_unavailable", f"could not verify the install: {exc.code}") from None
         if not hmac.compare_digest(grant.member_id.encode(), event.member_id.encode()):
             raise Rejection(403, "install_unverified", "the OAuth server names another member_id")
-        if grant.client_endpoint and grant.client_endpoint.lower() != event.client_endpoint.lower():
+        # Fail closed: the endpoint we will send this portal's tokens to must be the one the OAuth
+        # server names. An answer without one confirms nothing (the event's own claim is no proof).
+        if not grant.client_endpoint:
+            raise Rejection(403, "install_unverified", "the OAuth server did not confirm a client_endpoint")
+        if grant.client_endpoint.lower() != event.client_endpoint.lower():
             raise Rejection(403, "install_unverified", "the OAuth server names another client_endpoint")
         install = AppInstall(
             domain=event.domain, member_id=event.member_id, client_endpoint=event.client_endpoint,
@@ -107,9 +111,12 @@ class WebPortals:
         if not hmac.compare_digest(event.application_token.encode("utf-8", "surrogatepass"),
                                    stored.encode("utf-8", "surrogatepass")) or identity is None:
             raise Rejection(401, "bad_token", "auth[application_token] does not match the install")
+        # Forget the portal: its install and whole-portal keys now, its per-task state within minutes
+        # (a worker's upkeep, RemovedPortals). A reinstall starts afresh, with a new connected_at.
         pipe = self.redis.pipeline()
-        pipe.delete(self.keys.app_install(event.domain))
+        pipe.delete(self.keys.app_install(event.domain), *portal_state_keys(self.keys, event.domain))
         pipe.srem(self.keys.app_installs(), event.domain)
+        pipe.hset(self.keys.removed_portals(), event.domain, removal_mark(time.time()))
         await pipe.execute()
         log.info("event=app.uninstalled portal=%s", event.domain)
         return event.domain

@@ -46,6 +46,14 @@ class SimulatorConfig:
     oauth_client_secret: str = "sim-app-secret"
     access_token_ttl_seconds: float = 3600.0
     app_handler_url: str | None = None  # where ONAPPINSTALL/ONAPPUNINSTALL go; None: logged, not sent
+    # Serve HTTPS with this certificate and key (PEM files) instead of plain HTTP: for clients that
+    # only speak https://, as the real portal does (b24pysdk builds its URLs so).
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_certfile else "http"
 
     @property
     def portal_domain(self) -> str:
@@ -54,7 +62,7 @@ class SimulatorConfig:
     @property
     def client_endpoint(self) -> str:
         """The portal's REST root for OAuth calls, as tokens and events give it."""
-        return f"http://{self.portal_domain}/rest/"
+        return f"{self.scheme}://{self.portal_domain}/rest/"
 
     def with_changes(self, changes: dict[str, Any]) -> SimulatorConfig:
         """A copy with the given live fields changed, each converted to the field's type."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,8 +10,8 @@ import httpx
 
 
 class SimulatorControl:
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/") + "/_sim/", timeout=timeout)
+    def __init__(self, base_url: str, *, timeout: float = 30.0, verify: ssl.SSLContext | bool = True) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/") + "/_sim/", timeout=timeout, verify=verify)
 
     def close(self) -> None:
         self._http.close()

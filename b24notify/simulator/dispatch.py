@@ -3,7 +3,9 @@
 
 Auth and the rate bucket are checked before this (in ``app.py``): they apply to a batch as a whole.
 Inside a batch every sub-call is timed and limited as its own method, and fault rules that name a
-method hit that method's sub-calls.
+method hit that method's sub-calls. A command's query may refer to the commands before it
+(``$result[cmd][…]``, ``$next``, ``$total``, ``$time``, ``$error``): ``batchquery.py`` fills them
+in as the portal's ``CRestUtil::ParseBatchQuery`` does.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from typing import Any
 
 from b24notify.phpform import FormError, parse_php_query
 from b24notify.simulator.auth import Caller
+from b24notify.simulator.batchquery import BatchSections, EmbeddedArray, php_truthy, substitute_references
 from b24notify.simulator.bucket import OPERATING_WINDOW_SECONDS, OperatingLedger, time_info
 from b24notify.simulator.calllog import SubCall
 from b24notify.simulator.errors import RestError
 from b24notify.simulator.faults import Fault, FaultPlan
 from b24notify.simulator.methods import Answer, PortalMethods
-from b24notify.simulator.params import Params, flag, param
+from b24notify.simulator.params import Params
 
 BATCH = "batch"
 BATCH_MAX_LENGTH = 50  # CRestUtil::BATCH_MAX_LENGTH
-_SECTIONS = ("result", "result_error", "result_total", "result_next", "result_time")
 
 
 class ConnectionDropped(Exception):
@@ -59,12 +61,27 @@ def _php_array(section: dict[str, Any]) -> Any:
     return section
 
 
-def _commands(raw: Any) -> list[tuple[str, str]]:
+def _commands(raw: Any) -> list[tuple[str, Any]]:
     if isinstance(raw, dict):
-        return [(str(key), str(command)) for key, command in raw.items()]
+        return [(str(key), command) for key, command in raw.items()]
     if isinstance(raw, list):
-        return [(str(index), str(command)) for index, command in enumerate(raw)]
-    return []
+        return [(str(index), command) for index, command in enumerate(raw)]
+    return []  # foreach over a string or nothing: no commands
+
+
+def _upper_param(params: Params, name: str) -> Any:
+    """``array_change_key_case($arQuery, CASE_UPPER)[name]``: of two spellings, the last wins."""
+    found = None
+    for key, value in params.items():
+        if str(key).upper() == name:
+            found = value
+    return found
+
+
+def _split_command(command: str) -> tuple[str, str]:
+    """``parse_url($call)``'s path and query: an unencoded "#" starts a fragment, cut off."""
+    method, _, query = command.partition("#")[0].partition("?")
+    return method, query
 
 
 class Dispatcher:
@@ -141,48 +158,66 @@ class Dispatcher:
         return _Outcome(answer, error, timing)
 
     async def _batch(self, params: Params, caller: Caller) -> Reply:
+        """``methodsBatch``: each command in turn, its query's references filled from the ones before
+        (``batchquery.py``); a failed command leaves only its error (no result, no time)."""
         start, began = self._wall(), self._perf()
-        halt = flag(param(params, "halt"))
-        sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+        halt = php_truthy(_upper_param(params, "HALT"))
+        sections = BatchSections()
         sub_calls: list[SubCall] = []
-        for index, (key, command) in enumerate(_commands(param(params, "cmd"))):
-            method, _, query = command.partition("?")
+        for index, (key, command) in enumerate(_commands(_upper_param(params, "CMD"))):
+            if index < BATCH_MAX_LENGTH and not isinstance(command, str):
+                continue  # the source skips a command that is not a string (it still counts)
+            method, query = _split_command(command) if isinstance(command, str) else ("", "")
             name = self.methods.canonical(method)
-            error, outcome = await self._batch_command(index, name, query, caller)
-            if outcome is not None:
-                sections["result_time"][key] = outcome.time
+            try:
+                error, outcome = await self._batch_command(index, name, query, sections, caller)
+            except EmbeddedArray:
+                # PHP 8's str_replace throws a TypeError, which CRestServer::process does not catch:
+                # the whole request fails, after the commands before this one have run.
+                fatal = RestError("INTERNAL_SERVER_ERROR")
+                sub_calls.append(SubCall(key, name, fatal.code))
+                return Reply(fatal.status, fatal.body(), BATCH, fatal.code, sub_calls=tuple(sub_calls))
             if error is not None:
-                sections["result_error"][key] = error.body()
+                sections.error[key] = error.body()
             elif outcome is not None and outcome.answer is not None:
-                sections["result"][key] = outcome.answer.result
+                sections.result[key] = outcome.answer.result
+                sections.time[key] = outcome.time
                 if outcome.answer.total is not None:
-                    sections["result_total"][key] = outcome.answer.total
+                    sections.total[key] = outcome.answer.total
                 if outcome.answer.next is not None:
-                    sections["result_next"][key] = outcome.answer.next
+                    sections.next[key] = outcome.answer.next
             sub_calls.append(SubCall(key, name, error.code if error else None))
             if halt and error is not None:
                 break
         # Empty sections come back as [] (PROTOCOL.md §5); the outer batch adds no operating time.
         body = {
-            "result": {name: _php_array(section) for name, section in sections.items()},
+            "result": {
+                "result": _php_array(sections.result),
+                "result_error": _php_array(sections.error),
+                "result_total": _php_array(sections.total),
+                "result_next": _php_array(sections.next),
+                "result_time": _php_array(sections.time),
+            },
             "time": time_info(start=start, finish=self._wall(), processing=self._perf() - began, operating=0,
                               operating_reset_at=int(start + OPERATING_WINDOW_SECONDS)),
         }
         return Reply(200, body, BATCH, sub_calls=tuple(sub_calls))
 
     async def _batch_command(
-        self, index: int, name: str, query: str, caller: Caller
+        self, index: int, name: str, query: str, sections: BatchSections, caller: Caller
     ) -> tuple[RestError | None, _Outcome | None]:
+        """One command's error and outcome; raises EmbeddedArray where PHP would die."""
         # Commands past the 50th each get an error inside a 200 answer (source and batch.md, §5).
         if index >= BATCH_MAX_LENGTH:
             return RestError("ERROR_BATCH_LENGTH_EXCEEDED"), None
-        if name == BATCH:
-            return RestError("ERROR_BATCH_METHOD_NOT_ALLOWED"), None
         try:
             # PHP parses each command's query string like a request of its own (§5).
             sub_params = parse_php_query(query)
         except FormError as exc:
             return RestError("ERROR_ARGUMENT", str(exc)), None
+        sub_params = substitute_references(sub_params, sections)
+        if name == BATCH:
+            return RestError("ERROR_BATCH_METHOD_NOT_ALLOWED"), None
         try:
             await self._apply_fault(name, sub_params, whole_request=False)
         except RestError as error:

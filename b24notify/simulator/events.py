@@ -114,11 +114,12 @@ class WebhookAuth:
     domain: str
     member_id: str
     application_token: str
+    scheme: str = "http"  # "https" when the simulator serves TLS
 
     def as_form(self) -> dict[str, str]:
         return {
             "domain": self.domain,
-            "client_endpoint": f"http://{self.domain}/rest/",
+            "client_endpoint": f"{self.scheme}://{self.domain}/rest/",
             "server_endpoint": SERVER_ENDPOINT,
             "member_id": self.member_id,
             "application_token": self.application_token,

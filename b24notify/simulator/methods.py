@@ -34,10 +34,19 @@ from b24notify.simulator.portal import (
     TaskNotFound,
     User,
     iso,
+    utc_now,
 )
 from b24notify.simulator.taskfilter import task_filters
 
 PAGE_SIZE = 50  # "The page size is always static — 50 records" (§4)
+ADMIN_USER_ID = 1  # the portal's first user, the one who created it
+
+
+def page_offset(start: int) -> int:
+    """Where a page starts for ``start``: list methods turn it into a page number,
+    ``intval(start / 50) + 1`` (RestManager::initialize, IRestService::getNavData), so a start
+    between two page boundaries reads from the lower one; ``start=-1`` reads the first page."""
+    return (start // PAGE_SIZE) * PAGE_SIZE if start > 0 else 0
 DIALOG_ID = re.compile(r"^(chat\d+|sg\d+|\d+)$")
 
 # An event and the user whose action fired it (app handlers get that user's token, §1).
@@ -98,6 +107,8 @@ class PortalMethods:
                 ("tasks.task.result.deleteFromComment", self.result_delete_from_comment),
                 ("tasks.task.result.list", self.result_list),
                 ("user.get", self.user_get),
+                ("profile", self.profile),
+                ("server.time", self.server_time),
                 ("im.message.add", self.message_add),
                 ("im.notify.system.add", self.notify_system_add),
                 ("im.dialog.messages.get", self.dialog_messages_get),
@@ -246,14 +257,16 @@ class PortalMethods:
         tasks.sort(key=lambda t: t.id, reverse=order.get("ID") == "desc")
         select = as_list(param(params, "select"))
         extra = as_mapping(param(params, "params"))
-        start_value = as_int(param(params, "start")) or 0
-        count_total = start_value != -1  # start=-1 turns the total off (§4)
-        start = max(0, start_value)
-        page = tasks[start:start + PAGE_SIZE]
+        start = as_int(param(params, "start")) or 0
+        offset = page_offset(start)
+        page = tasks[offset:offset + PAGE_SIZE]
         views = [self.task_view(t, select, result_info="WITH_RESULT_INFO" in extra) for t in page]
-        more = start + PAGE_SIZE < len(tasks)
-        return Answer({"tasks": views}, total=len(tasks) if count_total else None,
-                      next=start + PAGE_SIZE if more else None)
+        if start == -1:
+            # start=-1 turns the count off, and with it both total and next (§4; RestManager's
+            # getNavigationData returns nothing): a client pages by the last ID instead.
+            return Answer({"tasks": views})
+        more = offset + len(page) < len(tasks)
+        return Answer({"tasks": views}, total=len(tasks), next=offset + len(page) if more else None)
 
     # -- comments ---------------------------------------------------------------------------------
 
@@ -361,10 +374,26 @@ class PortalMethods:
             users = [u for u in users if u.active == flag(param(conditions, "ACTIVE"))]
         if param(conditions, "EMAIL"):
             users = [u for u in users if u.email == str(param(conditions, "EMAIL"))]
-        start = max(0, as_int(param(params, "start")) or 0)
-        page = users[start:start + PAGE_SIZE]
-        more = start + PAGE_SIZE < len(users)
-        return Answer([user_view(u) for u in page], total=len(users), next=start + PAGE_SIZE if more else None)
+        offset = page_offset(as_int(param(params, "start")) or 0)
+        page = users[offset:offset + PAGE_SIZE]
+        more = offset + len(page) < len(users)
+        return Answer([user_view(u) for u in page], total=len(users), next=offset + len(page) if more else None)
+
+    def profile(self, params: Params, caller: Caller) -> Answer:
+        """The caller's own basic profile, no scope needed (EN ``common/users/profile.md``)."""
+        user = self.portal.users.get(caller.user_id)
+        return Answer({
+            "ID": str(caller.user_id),
+            "ADMIN": caller.user_id == ADMIN_USER_ID,
+            "NAME": user.name if user else "",
+            "LAST_NAME": user.last_name if user else "",
+            "PERSONAL_GENDER": "",
+            "TIME_ZONE": "",
+        })
+
+    def server_time(self, params: Params, caller: Caller) -> Answer:
+        """``date('c')`` of the portal (EN ``common/system/server-time.md``)."""
+        return Answer(iso(utc_now()))
 
     def message_add(self, params: Params, caller: Caller) -> Answer:
         dialog_id = str(param(params, "DIALOG_ID") or "").strip()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from dataclasses import replace
@@ -63,6 +64,8 @@ def _server(config: SimulatorConfig, log_level: str, authority: OAuthAuthority |
         http="h11",
         loop="asyncio",
         timeout_graceful_shutdown=2,
+        ssl_certfile=config.tls_certfile,
+        ssl_keyfile=config.tls_keyfile,
     ))
 
 
@@ -90,7 +93,7 @@ class RunningSimulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.domain}"
+        return f"{self.config.scheme}://{self.domain}"
 
     @property
     def domain(self) -> str:
@@ -114,7 +117,9 @@ class RunningSimulator:
     @property
     def control(self) -> SimulatorControl:
         if self._control is None:
-            self._control = SimulatorControl(self.base_url)
+            # A TLS simulator's certificate is self-signed: it is its own trust anchor.
+            verify = ssl.create_default_context(cafile=self.config.tls_certfile) if self.config.tls_certfile else True
+            self._control = SimulatorControl(self.base_url, verify=verify)
         return self._control
 
     def start(self) -> None:
@@ -157,7 +162,7 @@ def serve_forever(config: SimulatorConfig, *, activity_interval: float | None = 
     activity (``activity.run_activity``) against the simulator every that many seconds."""
     sock, config = _bind(config)
     server = _server(config, "info")
-    base = f"http://{config.portal_domain}"
+    base = f"{config.scheme}://{config.portal_domain}"
     webhook_url = f"{base}/rest/{config.webhook_user_id}/{config.webhook_code}/"
     # The simulator's webhook code is a fixed test value, not a secret: print it for the operator.
     log.info("event=sim.ready webhook_url=%s oauth_url=%s/oauth/token/ control=%s/_sim/ handler=%s", webhook_url,

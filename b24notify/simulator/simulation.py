@@ -38,7 +38,7 @@ from b24notify.simulator.portal import Portal
 
 
 def _auth(config: SimulatorConfig) -> WebhookAuth:
-    return WebhookAuth(config.portal_domain, config.member_id, config.application_token)
+    return WebhookAuth(config.portal_domain, config.member_id, config.application_token, config.scheme)
 
 
 def _chaos(config: SimulatorConfig) -> EventChaos:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import httpx
 from redis import Redis
@@ -37,7 +36,9 @@ from b24notify.rest.guard import PortalGuard
 from b24notify.rest.oauth import AppTokens, OAuthApp, OAuthCredentials
 from b24notify.rest.operating import OperatingBudget
 from b24notify.settings import Settings
+from b24notify.state_epoch import Baseline, StateEpoch, process_name
 from b24notify.workers.reconcile import Reconciler, Watch
+from b24notify.workers.upkeep import Upkeep
 
 SPEC_RECHECK_SECONDS = 30.0  # how soon a reinstall or an uninstall reaches a running worker
 BIND_CHECK_SECONDS = 60.0  # how often a worker checks that an app install's events are bound
@@ -57,7 +58,7 @@ class WorkerContext:
     client: RestClient
     channels: Mapping[str, Channel]
     counters: Counters
-    connected_at: datetime
+    state: StateEpoch
     watch: Watch
     reconciler: Reconciler | None
     spec: PortalSpec
@@ -67,15 +68,24 @@ class WorkerContext:
     def portal(self) -> str:
         return self.spec.key
 
+    def baseline(self) -> Baseline:
+        """The state's epoch and the portal's connected_at, for one sync job (state_epoch.py)."""
+        return self.state.baseline(self.portal)
+
     def close(self) -> None:
         self.client.close()
 
 
 class WorkerContexts:
     """The per-portal contexts of one worker process. Thread-safe: jobs and the dispatcher's
-    reconciliation tick both ask for them."""
+    reconciliation tick both ask for them.
 
-    def __init__(self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.monotonic) -> None:
+    ``serving``: this process is a worker of the fleet. It makes the state's epoch and each
+    portal's ``connected_at`` when missing and watches the epoch (state_epoch.py); tools that only
+    look (``doctor``, ``register``, ``sync --task``) leave both alone."""
+
+    def __init__(self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.monotonic,
+                 serving: bool = False) -> None:
         settings.require_channels()
         self.settings = settings
         self.redis = redis
@@ -88,6 +98,10 @@ class WorkerContexts:
                               if settings.b24_client_secret else "", settings.b24_oauth_url)
         self._oauth_http = httpx.Client(follow_redirects=False, headers={"User-Agent": "b24notify"})
         self._clock = clock
+        self.state = StateEpoch(redis, self.keys, by=process_name("worker" if serving else "tool"),
+                                keep_seconds=settings.b24notify_results_keep_days * 86400, serving=serving,
+                                portals=self.directory.portals)
+        self.upkeep = Upkeep(redis, self.keys)
         self._lock = threading.Lock()
         self._built: dict[str, tuple[WorkerContext, float]] = {}
         self._bind_after: dict[str, float] = {}
@@ -119,8 +133,12 @@ class WorkerContexts:
         return [ctx for ctx in (self.get(portal) for portal in self.directory.portals()) if ctx is not None]
 
     def periodic(self) -> None:
-        """Once a second, from the dispatcher: reconcile every portal; bind events where an app
-        install has not been bound yet (a fresh install, or a reinstall, which drops handlers)."""
+        """Once a second, from the dispatcher: check the state's epoch (one HGET: a state loss is
+        found within a second even with no job running); reconcile every portal; bind events where
+        an app install has not been bound yet (a fresh install, or a reinstall, which drops
+        handlers); once a minute, one worker of the fleet runs the upkeep."""
+        self.state.verify()
+        self.upkeep.run_if_due()
         for ctx in self.all():
             if ctx.reconciler is not None:
                 ctx.reconciler.tick()
@@ -196,9 +214,8 @@ class WorkerContexts:
                                     share=settings.b24_reconcile_share)
         return WorkerContext(
             settings=settings, redis=redis, keys=keys, tasks=self.tasks, deliveries=self.deliveries,
-            client=client, channels=channels, counters=counters,
-            connected_at=ensure_connected_at(redis, keys, spec.key), watch=watch, reconciler=reconciler,
-            spec=spec,
+            client=client, channels=channels, counters=counters, state=self.state, watch=watch,
+            reconciler=reconciler, spec=spec,
         )
 
 
@@ -220,16 +237,6 @@ def unbind_contexts(token: object) -> None:
     _current.reset(token)  # type: ignore[arg-type]
 
 
-def ensure_connected_at(redis: Redis, keys: Keys, portal: str, now: datetime | None = None) -> datetime:
-    """The moment this portal was first connected: results created before it are a silent baseline.
-    Written once (SET NX) by whichever process starts first; read by everyone after."""
-    stamp = (now or datetime.now(UTC)).isoformat()
-    redis.set(keys.connected_at(portal), stamp, nx=True)
-    stored = redis.get(keys.connected_at(portal))
-    value = stored.decode() if isinstance(stored, bytes) else str(stored)
-    return datetime.fromisoformat(value)
-
-
 def portal_guard(settings: Settings, redis: Redis, keys: Keys, spec: PortalSpec) -> PortalGuard:
     """The fleet-wide limits for one portal: its share of the rate bucket (what is left after
     the reserve for the portal's other integrations) and the per-method time budget."""
@@ -240,8 +247,8 @@ def portal_guard(settings: Settings, redis: Redis, keys: Keys, spec: PortalSpec)
 
 
 def build_context(settings: Settings, redis: Redis) -> WorkerContext:
-    """The one portal's context, for single-portal tools and tests (``sync --task``)."""
-    contexts = WorkerContexts(settings, redis)
+    """The one portal's context, serving, for tests and single-portal tools."""
+    contexts = WorkerContexts(settings, redis, serving=True)
     portals = contexts.directory.portals()
     if len(portals) != 1:
         raise ValueError(f"build_context serves exactly one portal; {len(portals)} are configured")

@@ -1,24 +1,35 @@
 """Deliver queued notifications (outbox entries) through their channels.
 
-Retries follow the configured schedule (B24NOTIFY_DELIVERY_RETRY_SECONDS); when it runs out, or
-at once for a permanent error, the delivery goes to the dead-letter list with its reason. Chat
-messages due together go out in one ``batch`` request (one unit of the portal's rate budget).
+Retries follow the configured schedule (B24NOTIFY_DELIVERY_RETRY_SECONDS), whose first step a
+passing fault replaces with a few retries within seconds (workers/retries.py); when it runs out,
+or at once for a permanent error, the delivery goes to the dead-letter list with its reason. A wait for our own
+limits (the fleet's REST budget) is no attempt: the delivery runs again when the wait is over.
+Chat messages due together go out in one ``batch`` request (one unit of the portal's rate budget).
+
+Sends keep within the job's deadline (workers/deadline.py): one starts only when the channel's
+worst case fits, and the rest stay due for the next job.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from redis import Redis
 
 from b24notify.alerts import Alert
-from b24notify.channels.base import DeliveryError
+from b24notify.channels.base import Channel, DeliveryDeferred, DeliveryError
+from b24notify.channels.chat import known_wait
 from b24notify.dueset import Claim
 from b24notify.keys import Keys, as_text
+from b24notify.rest.client import MAX_BATCH
 from b24notify.rest.errors import B24Error
 from b24notify.workers.context import WorkerContext
+from b24notify.workers.deadline import JobDeadline, alarm_deferred
+from b24notify.workers.retries import Failures, next_try
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +39,7 @@ KEEP_FINISHED_SECONDS = 30 * 24 * 3600  # a sent delivery is remembered this lon
 @dataclass(frozen=True)
 class DeliveryOutcome:
     delivery_id: str
-    status: str  # sent | retry | dead | skipped | stale
+    status: str  # sent | retry | deferred (not attempted: due again soon) | dead | skipped | stale
 
 
 @dataclass(frozen=True)
@@ -54,9 +65,11 @@ def load_records(redis: Redis, keys: Keys, claims: Sequence[Claim]) -> dict[str,
 
 
 def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
-                 records: Mapping[str, dict[str, str]] | None = None) -> list[DeliveryOutcome]:
+                 records: Mapping[str, dict[str, str]] | None = None, *,
+                 deadline: JobDeadline | None = None) -> list[DeliveryOutcome]:
     outcomes: dict[str, DeliveryOutcome] = {}
     by_channel: dict[str, list[_Due]] = {}
+    deadline = deadline or JobDeadline()
     if records is None:
         records = load_records(ctx.redis, ctx.keys, claims)
     for claim in claims:
@@ -74,27 +87,52 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
             for due in items:
                 outcomes[due.claim.member] = _dead(ctx, due, f"channel {name} is not configured")
             continue
-        # Right before sending, each lease is renewed for a full term: a lease lost meanwhile
-        # (reaped, now someone else's) means someone else sends it, and a send never starts with
-        # only a sliver of its lease left (a repeat would need the send to outlast a whole term).
+        batchable = getattr(channel, "send_many", None) is not None
+        size = MAX_BATCH if batchable else 1
+        sends = [items[i:i + size] for i in range(0, len(items), size)]
+        for number, send in enumerate(sends):
+            # A lookup before the send (an earlier attempt's outcome is unknown) is one more request.
+            lookups = 1 if any(due.in_flight for due in send) and hasattr(channel, "find_posted") else 0
+            if not deadline.admits(channel.send_seconds * (1 + lookups)):
+                left = [d for later in sends[number:] for d in later]
+                for due in left:
+                    outcomes[due.claim.member] = _leave_due(ctx, due)
+                log.info("event=notify.left_for_next_job channel=%s deliveries=%d time_left=%.1f", name, len(left),
+                         deadline.left())
+                break
+            _send(ctx, channel, send, outcomes, deadline)
+    return [outcomes[c.member] for c in claims]
+
+
+def _send(ctx: WorkerContext, channel: Channel, items: list[_Due], outcomes: dict[str, DeliveryOutcome],
+          deadline: JobDeadline) -> None:
+    """Send ``items`` (one alert, or one batch of chat messages) and record each outcome."""
+    # Right before sending, each lease is renewed for a full term: a lease lost meanwhile
+    # (reaped, now someone else's) means someone else sends it, and a send never starts with
+    # only a sliver of its lease left (a repeat would need the send to outlast a whole term).
+    items = _not_posted_yet(ctx, channel, _still_ours(ctx, items, outcomes), outcomes)
+    if not items:
+        return
+    end = deadline.send_end()
+    _mark_in_flight(ctx, channel, items)
+    lookable = getattr(channel, "find_posted", None) is not None
+    with ExitStack() as held:
+        # The job's time limit waits until the outcomes are recorded: from the send on for a
+        # channel that cannot look before it sends again (e-mail: a mail accepted but not recorded
+        # would go twice); from the answer on for one that can (chat: cut mid-send, the next
+        # attempt finds the message in the dialog).
+        if not lookable:
+            held.enter_context(alarm_deferred())
         send_many = getattr(channel, "send_many", None)
         if send_many is not None and len(items) > 1:
-            items = _not_posted_yet(ctx, channel, _still_ours(ctx, items, outcomes), outcomes)
-            if items:
-                _mark_in_flight(ctx, channel, items)
-                errors = send_many([due.alert for due in items])
-                _record_sent(ctx, [due for due, error in zip(items, errors, strict=True) if error is None])
-                for due, error in zip(items, errors, strict=True):
-                    outcomes[due.claim.member] = _settle(ctx, due, error)
-            continue
-        for due in items:
-            if _not_posted_yet(ctx, channel, _still_ours(ctx, [due], outcomes), outcomes):
-                _mark_in_flight(ctx, channel, [due])
-                error = _send_one(channel, due.alert)
-                if error is None:
-                    _record_sent(ctx, [due])
-                outcomes[due.claim.member] = _settle(ctx, due, error)
-    return [outcomes[c.member] for c in claims]
+            errors: list[DeliveryError | None] = send_many([due.alert for due in items])
+        else:
+            errors = [_send_one(channel, items[0].alert, end)]
+        if lookable:
+            held.enter_context(alarm_deferred())
+        _record_sent(ctx, [due for due, error in zip(items, errors, strict=True) if error is None])
+        for due, error in zip(items, errors, strict=True):
+            outcomes[due.claim.member] = _settle(ctx, due, error)
 
 
 def _not_posted_yet(ctx: WorkerContext, channel: object, items: list[_Due],
@@ -108,6 +146,13 @@ def _not_posted_yet(ctx: WorkerContext, channel: object, items: list[_Due],
     try:
         posted: set[str] = find_posted([due.alert for due in doubtful])
     except B24Error as exc:
+        wait = known_wait(exc)
+        if wait is not None:
+            # Our own budget says not yet: the doubtful ones wait for it (no attempt), still marked
+            # in flight so that they look first next time; the rest go.
+            for due in doubtful:
+                outcomes[due.claim.member] = _defer(ctx, due, wait, f"lookup {exc.code}", keep_in_flight=True)
+            return [due for due in items if not due.in_flight]
         # Cannot look: send. A possible repeat beats a certain loss.
         log.warning("event=notify.lookup_failed channel=%s code=%s", getattr(channel, "name", "?"), exc.code)
         return items
@@ -149,9 +194,9 @@ def _still_ours(ctx: WorkerContext, items: list[_Due], outcomes: dict[str, Deliv
     return [due for due in items if due.claim.member in held]
 
 
-def _send_one(channel: object, alert: Alert) -> DeliveryError | None:
+def _send_one(channel: Channel, alert: Alert, end: float | None) -> DeliveryError | None:
     try:
-        channel.send(alert)  # type: ignore[attr-defined]
+        channel.send(alert, deadline=end)
     except DeliveryError as exc:
         return exc
     return None
@@ -168,21 +213,62 @@ def _settle(ctx: WorkerContext, due: _Due, error: DeliveryError | None) -> Deliv
         log.info("event=notify.sent channel=%s task=%d result=%d kind=%s", due.channel, alert.task.id,
                  alert.result.id, alert.kind.value)
         return DeliveryOutcome(due.claim.member, "sent")
+    if isinstance(error, DeliveryDeferred):
+        return _defer(ctx, due, error.retry_after, str(error))
     if not error.retryable:
         return _dead(ctx, due, str(error))
-    attempts = int(ctx.redis.hincrby(due.key, "attempts", 1))
-    ctx.redis.hset(due.key, "last_error", str(error)[:500])
+    failures = _count_failure(ctx, due)
+    now = ctx.deliveries.clock()
+    transient = bool(getattr(error, "transient", True))
+    after = next_try(ctx.settings.b24notify_delivery_retry_seconds, failures, now, transient=transient,
+                     draw=random.random())
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.hset(due.key, "last_error", str(error)[:500])
+    if after is not None and after.early:
+        pipe.hincrby(due.key, "early_failures", 1)
     if not error.uncertain:
-        ctx.redis.hdel(due.key, "in_flight")  # the channel answered: it did not take it
-    schedule = ctx.settings.b24notify_delivery_retry_seconds
-    if attempts > len(schedule):
-        return _dead(ctx, due, f"gave up after {attempts} attempts: {error}")
-    delay = schedule[attempts - 1]
-    ctx.deliveries.retry(due.claim, ctx.clock() + delay)
+        pipe.hdel(due.key, "in_flight")  # the channel answered: it did not take it
+    pipe.execute()
+    if after is None:
+        return _dead(ctx, due, f"gave up after {failures.count} attempts: {error}")
+    ctx.deliveries.retry(due.claim, ctx.clock() + after.delay)
     ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="retry")
-    log.warning("event=notify.retry channel=%s task=%d result=%d kind=%s attempt=%d delay=%.0f error=%r",
-                due.channel, alert.task.id, alert.result.id, alert.kind.value, attempts, delay, str(error))
+    log.warning("event=notify.retry channel=%s task=%d result=%d kind=%s attempt=%d delay=%.1f error=%r",
+                due.channel, alert.task.id, alert.result.id, alert.kind.value, failures.count, after.delay,
+                str(error))
     return DeliveryOutcome(due.claim.member, "retry")
+
+
+def _count_failure(ctx: WorkerContext, due: _Due) -> Failures:
+    """Count one more failed attempt; the first of a series (a fresh delivery, or one replayed from
+    the dead-letter list, which sets attempts to 0) starts the series' clock."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.hincrby(due.key, "attempts", 1)
+    pipe.hmget(due.key, "failing_since", "early_failures")
+    count, (since, early) = pipe.execute()
+    if int(count) == 1 or since is None:
+        now = ctx.deliveries.clock()
+        ctx.redis.hset(due.key, mapping={"failing_since": repr(now), "early_failures": 0})
+        return Failures(int(count), 0, now)
+    return Failures(int(count), int(early or 0), float(since))
+
+
+def _defer(ctx: WorkerContext, due: _Due, wait: float, reason: str, *, keep_in_flight: bool = False) -> DeliveryOutcome:
+    """Not sent, and not a failure: run again in ``wait`` seconds, attempts untouched."""
+    if not keep_in_flight:
+        ctx.redis.hdel(due.key, "in_flight")  # our request never went out (a lookup, if any, found nothing)
+    ctx.deliveries.retry(due.claim, ctx.clock() + wait)
+    ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="deferred")
+    # Debug: a batch waiting for the budget would log one line per message (the metric counts them).
+    log.debug("event=notify.deferred channel=%s delivery=%s wait=%.1f reason=%r", due.channel, due.claim.member,
+              wait, reason)
+    return DeliveryOutcome(due.claim.member, "deferred")
+
+
+def _leave_due(ctx: WorkerContext, due: _Due) -> DeliveryOutcome:
+    """The job has no time left for this send: the next job takes it, now. Not an attempt."""
+    ctx.deliveries.retry(due.claim, ctx.clock())
+    return DeliveryOutcome(due.claim.member, "deferred")
 
 
 def _dead(ctx: WorkerContext, due: _Due, reason: str) -> DeliveryOutcome:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from rq import Queue
 
 from b24notify.dueset import DueSet
+from b24notify.workers.deadline import job_timeout
 from b24notify.workers.jobs import DELIVERY_JOB, SYNC_JOB
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ class Dispatcher:
         # budget), due members stay in the due set, so the next claim takes them all at once and
         # they share one batch request instead of each costing one.
         self.max_queued_jobs = max_queued_jobs
-        # A job must end well before its lease does, or the fencing token refuses its writes.
-        self.job_timeout = max(5, int(lease_seconds * 0.8))
+        # A job must end well before its lease does, or the fencing token refuses its writes. The
+        # job itself stops starting sends a quarter of this ahead (workers/deadline.py).
+        self.job_timeout = job_timeout(lease_seconds)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_reap = 0.0

@@ -12,7 +12,8 @@ from b24notify.workers.sync import TaskSync
 
 
 def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str | None = None) -> int:
-    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url))
+    # A tool, not a serving process: it never sets connected_at (before going live, it must not).
+    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url), serving=False)
     try:
         served = contexts.directory.portals()
         if portal is None and len(served) == 1:
@@ -28,7 +29,7 @@ def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str
             print(f"task {task_id}: a worker is syncing it right now; it will run again after that")
             return 1
         outcome = TaskSync(ctx).run(claims[0])
-        print(f"task {task_id}: {outcome.status}{' (' + outcome.detail + ')' if outcome.detail else ''}")
+        print(f"task {task_id}: {_describe(outcome.status, outcome.detail, ctx.spec.webhook is not None)}")
         if outcome.diff is not None:
             for result_id in outcome.diff.baseline:
                 print(f"  baseline  result {result_id}")
@@ -45,3 +46,11 @@ def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str
         return 0 if outcome.status in ("synced", "dropped") else 1
     finally:
         contexts.close()
+
+
+def _describe(status: str, detail: str, webhook: bool) -> str:
+    if status == "dropped" and detail.endswith(" 0"):
+        # Error "0" means no such task or no access to it (PROTOCOL.md §3): the portal does not say which.
+        whose = "the webhook's user" if webhook else "the user who installed the app"
+        return f"not found or not visible to {whose} ({detail}); its stored state is forgotten"
+    return f"{status}{' (' + detail + ')' if detail else ''}"

@@ -10,29 +10,35 @@ already known) costs no second request.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
 from redis import Redis
 
 from b24notify.keys import Keys, as_text
 from b24notify.rest.client import MAX_BATCH, Answer, RestClient
-from b24notify.rest.errors import B24Error, ServerError, TaskGone
-from b24notify.results import MalformedResult, TaskResult, parse_results
+from b24notify.rest.errors import B24Error, TaskGone
+from b24notify.results import MalformedResult, ResultList, parse_results
 from b24notify.task_info import MalformedTask, TaskInfo, parse_task
+
+log = logging.getLogger(__name__)
 
 TASK_FIELDS = ["ID", "TITLE", "RESPONSIBLE_ID", "GROUP_ID", "STATUS", "CREATED_BY"]
 # A results batch for fewer tasks than this also carries their task details that are not cached:
 # the spare slots are free (one request either way), and an alert then needs no second request
 # for them. Big batches (bursts, reconciliation) keep every slot for result lists.
 PREFETCH_BELOW = 25
-MAX_RESULT_PAGES = 20  # a confused portal cannot make us page forever
+# A confused portal cannot make us page for ever. Reaching it is logged and the list is marked
+# incomplete (``ResultList.complete``): results past it are unknown, never taken for removed.
+MAX_RESULT_PAGES = 20
 
 
 @dataclass(frozen=True)
 class Details:
-    tasks: dict[int, TaskInfo | B24Error]
+    tasks: dict[int, TaskInfo | B24Error | MalformedTask]
     names: dict[int, str]
 
 
@@ -45,22 +51,24 @@ def _chunks(items: Sequence[Call], size: int = MAX_BATCH) -> Iterator[dict[str, 
 
 
 class PortalReads:
-    def __init__(self, client: RestClient, redis: Redis, keys: Keys, *, task_ttl: int, user_ttl: int) -> None:
+    def __init__(self, client: RestClient, redis: Redis, keys: Keys, *, task_ttl: int, user_ttl: int,
+                 zone: tzinfo = UTC) -> None:
         self.client = client
         self.redis = redis
         self.keys = keys
         self.task_ttl = task_ttl
         self.user_ttl = user_ttl
+        self.zone = zone  # the portal's time zone, for a time it sends without an offset
 
     @property
     def portal(self) -> str:
         return self.client.portal
 
-    def results(self, task_ids: Iterable[int]) -> dict[int, list[TaskResult] | B24Error | MalformedResult]:
+    def results(self, task_ids: Iterable[int]) -> dict[int, ResultList | B24Error | MalformedResult]:
         """Every task's result list, or the error that task's call got. Raises B24Error when the
         batch request as a whole failed (auth, rate limit, outage): that concerns every task."""
         calls: list[Call] = [(f"r{task_id}", ("tasks.task.result.list", {"taskId": task_id})) for task_id in task_ids]
-        found: dict[int, list[TaskResult] | B24Error | MalformedResult] = {}
+        found: dict[int, ResultList | B24Error | MalformedResult] = {}
         for chunk in _chunks(calls):
             chunk.update(self._prefetch([int(key[1:]) for key in chunk]) if len(chunk) < PREFETCH_BELOW else {})
             pipe = self.redis.pipeline(transaction=False)
@@ -82,25 +90,29 @@ class PortalReads:
         return {f"t{t}": ("tasks.task.get", {"taskId": t, "select": TASK_FIELDS})
                 for t, raw in zip(task_ids, cached, strict=True) if raw is None}
 
-    def _all_pages(self, task_id: int, first: Answer) -> list[TaskResult] | B24Error | MalformedResult:
+    def _all_pages(self, task_id: int, first: Answer) -> ResultList | B24Error | MalformedResult:
         # PROTOCOL.md §3: the source returns every row; the docs hint at pages of 50. Follow
         # `next` if it ever appears.
         try:
-            results = parse_results(first.result)
+            results = parse_results(first.result, self.zone)
             start, pages = first.next, 1
             while start is not None and pages < MAX_RESULT_PAGES:
                 page = self.client.call_page("tasks.task.result.list", {"taskId": task_id, "start": start})
-                results.extend(parse_results(page.result))
+                results.extend(parse_results(page.result, self.zone))
                 start, pages = page.next, pages + 1
         except B24Error as exc:
             return exc
         except MalformedResult as exc:
             return exc
-        return results
+        if start is not None:
+            log.warning("event=sync.result_list_truncated portal=%s task=%d pages=%d results=%d next=%s",
+                        self.portal, task_id, pages, len(results), start)
+            return ResultList(tuple(results), complete=False)
+        return ResultList(tuple(results))
 
     def details(self, task_ids: Iterable[int], user_ids: Iterable[int]) -> Details:
         """Task details and author names, from the cache or one batch for what is missing."""
-        tasks: dict[int, TaskInfo | B24Error] = {}
+        tasks: dict[int, TaskInfo | B24Error | MalformedTask] = {}
         names: dict[int, str] = {}
         wanted_tasks = sorted(set(task_ids))
         wanted_users = sorted({u for u in user_ids if u > 0})
@@ -141,7 +153,7 @@ class PortalReads:
         return Details(tasks, names)
 
     @staticmethod
-    def _task(task_id: int, answer: Answer | B24Error) -> TaskInfo | B24Error:
+    def _task(task_id: int, answer: Answer | B24Error) -> TaskInfo | B24Error | MalformedTask:
         if isinstance(answer, B24Error):
             return answer
         if answer.result in ([], None, ""):
@@ -150,7 +162,7 @@ class PortalReads:
         try:
             return parse_task(answer.result)
         except MalformedTask as exc:
-            return ServerError("ERROR_UNEXPECTED_ANSWER", str(exc), method="tasks.task.get")
+            return exc  # an answer we cannot read: a strike for its task (workers/parking.py)
 
     def forget_task(self, task_id: int) -> None:
         self.redis.delete(self.keys.task_cache(self.portal, task_id))

@@ -176,7 +176,8 @@ class Reconciler:
             return 0
         p = self.watch.policy
         scheduled, dropped = self._poll(
-            keys=[self.watch.next_key, self.watch.active_key, self.tasks.k.due],
+            keys=[self.watch.next_key, self.watch.active_key, self.tasks.k.due, self.watch.synced_key,
+                  self.watch.status_key],
             args=[self.watch.clock(), units * BATCH_TASKS, f"{self.portal}|",
                   p.hot_interval, p.warm_interval, p.cold_interval, p.hot_age, p.warm_age, p.idle_age],
         )

@@ -3,37 +3,60 @@ task's new state together with the notifications it implies (the outbox), atomic
 
 Sending happens later, in delivery jobs that read the outbox: a crash after the commit loses
 nothing, and a crash before it leaves the state untouched so the next run finds the same diff.
+
+One task never fails the others: whatever goes wrong while one task is diffed or committed is that
+task's failure alone (a retry with backoff and a strike), and the rest of its batch commits. A
+task that keeps failing for a cause of its own is parked (``parking.py``) instead of looping.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+from rq.timeouts import BaseTimeoutException
 
 from b24notify.alerts import Alert
 from b24notify.diff import ChangeKind, ResultChange, ResultDiff, StoredResult, diff_results
 from b24notify.dueset import Claim, load_lua
 from b24notify.keys import as_text, delivery_id, split_task_member
-from b24notify.rest.errors import B24Error, BudgetSpent, OperationTimeLimit, Policy, QueryLimitExceeded
+from b24notify.rest.errors import (
+    B24Error,
+    BudgetSpent,
+    OperationTimeLimit,
+    Policy,
+    QueryLimitExceeded,
+    ServerError,
+)
 from b24notify.rest.guard import QUERY_LIMIT_PENALTY_SECONDS
-from b24notify.results import MalformedResult, TaskResult
+from b24notify.results import MalformedResult, ResultList, TaskResult
+from b24notify.settings import portal_zone
+from b24notify.state_epoch import EPOCH_CHANGED, EXPIRY_SLACK_SECONDS
 from b24notify.task_info import TaskInfo
 from b24notify.workers.context import WorkerContext
+from b24notify.workers.deliver import KEEP_FINISHED_SECONDS
+from b24notify.workers.parking import Parking, describe, retry_delay
 from b24notify.workers.portal_reads import Details, PortalReads
 
 log = logging.getLogger(__name__)
 
 HALT_SECONDS = 300.0  # how long a portal rests after a permanent error before one probe call
-MAX_RETRY_SECONDS = 600.0
+# A dropped task's state is kept this long as a tombstone: a task that comes back (access restored,
+# restored from the recycle bin) resumes from it, so a result closed meanwhile is CLOSED, not taken
+# for a NEW one already told. As long as a sent delivery is remembered: past that, nothing is lost
+# by starting afresh (a result then comes back NEW, rendered as it is now).
+GONE_STATE_SECONDS = KEEP_FINISHED_SECONDS
+# Failures of the job as a whole, never of one task: they end the job, and its leases are reaped.
+JOB_FAILURES = (RedisError, BaseTimeoutException)
 
 
 @dataclass
 class SyncOutcome:
     task_id: int
-    status: str  # synced | dropped | retry | halted | rejected | stale
+    status: str  # synced | dropped | retry | failed | parked | halted | rejected | stale
     diff: ResultDiff | None = None
     queued: int = 0
     detail: str = ""
@@ -46,11 +69,11 @@ class _Pending:
     task_id: int
     diff: ResultDiff
     notable: list[ResultChange]
+    resumed: bool = False  # the previous state came from the task's tombstone
 
 
-def retry_delay(failures: int, rng: random.Random | None = None) -> float:
-    base = min(MAX_RETRY_SECONDS, 5.0 * 2 ** max(0, failures - 1))
-    return base * (0.5 + (rng or random).random() / 2)
+# A task's stored state as read: its results hash, and its tombstone (used when the hash is empty).
+_Stored = tuple[Mapping[bytes, bytes], Mapping[bytes, bytes]]
 
 
 class TaskSync:
@@ -60,21 +83,27 @@ class TaskSync:
             ctx.client, ctx.redis, ctx.keys,
             task_ttl=ctx.settings.b24notify_task_cache_seconds,
             user_ttl=ctx.settings.b24notify_user_cache_seconds,
+            zone=portal_zone(ctx.settings.b24_portal_timezone),
         )
+        self.parking = Parking(ctx)
         self._commit = ctx.redis.register_script(load_lua("commit_sync"))
         self._fetched_at = 0.0
+        self._baseline = ctx.baseline()
 
     def run(self, claim: Claim) -> SyncOutcome:
         return self.run_many([claim])[0]
 
     def run_many(self, claims: Sequence[Claim]) -> list[SyncOutcome]:
+        # Read once for the job (in memory in a worker); the commit carries its epoch (state_epoch.py).
+        self._baseline = self.ctx.baseline()
         outcomes: dict[str, SyncOutcome] = {}
         ready: list[tuple[Claim, int]] = []
         # Two reads for the whole job, not two per task: is the portal paused, which tasks are deleted.
         halted = self.ctx.redis.get(self.ctx.keys.halted(self.ctx.portal))
         dropped = self.ctx.redis.smismember(self.ctx.keys.drop(), [c.member for c in claims]) if claims else []
+        strikes = self.ctx.tasks.strikes([c.member for c in claims])
         for claim, drop in zip(claims, dropped, strict=True):
-            early = self._before_fetch(claim, halted, bool(drop))
+            early = self._before_fetch(claim, halted, bool(drop), strikes.get(claim.member, 0))
             if early is None:
                 ready.append((claim, split_task_member(claim.member)[1]))
             else:
@@ -85,9 +114,16 @@ class TaskSync:
                 outcomes[claim.member] = outcome
         return [outcomes[c.member] for c in claims]
 
-    def _before_fetch(self, claim: Claim, halted: bytes | str | None, drop: bool) -> SyncOutcome | None:
+    def _before_fetch(self, claim: Claim, halted: bytes | str | None, drop: bool, strikes: int) -> SyncOutcome | None:
         ctx = self.ctx
-        portal, task_id = split_task_member(claim.member)
+        try:
+            portal, task_id = split_task_member(claim.member)
+        except ValueError:
+            # Not "portal|task id" (intake never queues one): nothing to sync, and kept due it
+            # would fail every job it rides in.
+            ctx.tasks.complete(claim)
+            log.error("event=sync.bad_member member=%r", claim.member[:100])
+            return SyncOutcome(0, "rejected", detail="not a task member")
         if portal != ctx.portal:
             # A member for a portal this worker does not serve (config changed): leave it be.
             ctx.tasks.complete(claim)
@@ -98,6 +134,11 @@ class TaskSync:
             return SyncOutcome(task_id, "halted", detail=as_text(halted))
         if drop:
             return self._drop(claim, task_id, "ONTASKDELETE")
+        if strikes >= self.parking.max_strikes:
+            # Failures met while syncing park a task on the spot (``_failed``): a task arrives here
+            # with the limit reached only through runs that never finished, counted by the reaper.
+            reason = f"{strikes} runs in a row ended unfinished (lease expired: the worker died or hung)"
+            return SyncOutcome(task_id, self.parking.park(claim, task_id, "died", strikes, reason), detail=reason)
         return None
 
     def _sync(self, ready: list[tuple[Claim, int]]) -> list[tuple[Claim, SyncOutcome]]:
@@ -105,26 +146,62 @@ class TaskSync:
             fetched = self.reads.results(task_id for _, task_id in ready)
         except B24Error as exc:  # the batch as a whole failed: the same policy for every task
             return [(claim, self._on_error(claim, task_id, exc)) for claim, task_id in ready]
+        except JOB_FAILURES:
+            raise
+        except Exception as exc:  # a fault of ours reading the batch: see below
+            # No task to blame yet: each takes a strike, and from the second one each runs alone
+            # (claim.lua), where the fault lands on the task that causes it.
+            log.exception("event=sync.batch_error portal=%s tasks=%d", self.ctx.portal, len(ready))
+            return [(claim, self._failed(claim, task_id, "error", describe(exc))) for claim, task_id in ready]
+        stored = self._stored([task_id for _, task_id in ready])
         done: list[tuple[Claim, SyncOutcome]] = []
         pending: list[_Pending] = []
-        kinds = set(self.ctx.settings.notify_kinds)
         for claim, task_id in ready:
-            answer = fetched.get(task_id)
-            if isinstance(answer, B24Error):
-                done.append((claim, self._on_error(claim, task_id, answer)))
-            elif isinstance(answer, MalformedResult) or answer is None:
-                done.append((claim, self._malformed(claim, task_id, str(answer))))
+            try:
+                step = self._diff(claim, task_id, fetched.get(task_id), stored[task_id])
+            except JOB_FAILURES:
+                raise
+            except Exception as exc:  # this task's fault alone (logged, struck, retried)
+                step = self._error(claim, task_id, "diff", exc)
+            if isinstance(step, _Pending):
+                pending.append(step)
             else:
-                diff = diff_results(self._previous(task_id), answer, self.ctx.connected_at)
-                notable = [c for c in diff.changes if c.kind.value in kinds and c.result is not None
-                           and c.kind is not ChangeKind.REMOVED]
-                pending.append(_Pending(claim, task_id, diff, notable))
+                done.append((claim, step))
         details = self._details(pending)
         for item in pending:
-            done.append((item.claim, self._finish(item, details)))
+            try:
+                outcome = self._finish(item, details)
+            except JOB_FAILURES:
+                raise
+            except Exception as exc:  # this task's fault alone (logged, struck, retried)
+                outcome = self._error(item.claim, item.task_id, "commit", exc)
+            done.append((item.claim, outcome))
         return done
 
-    def _details(self, pending: list[_Pending]) -> Details | B24Error | None:
+    def _diff(self, claim: Claim, task_id: int, answer: ResultList | B24Error | MalformedResult | None,
+              stored: _Stored) -> _Pending | SyncOutcome:
+        ctx = self.ctx
+        if isinstance(answer, B24Error):
+            return self._on_error(claim, task_id, answer)
+        if answer is None:
+            # parse_batch gives every call an answer or an error; a call with neither is the
+            # portal's glitch, retried like any server error, never taken for "no results".
+            return self._on_error(claim, task_id, ServerError("ERROR_UNEXPECTED_ANSWER", "no answer for the task",
+                                                              method="tasks.task.result.list"))
+        if isinstance(answer, MalformedResult):
+            log.error("event=sync.malformed_answer portal=%s task=%d error=%s", ctx.portal, task_id, answer)
+            return self._failed(claim, task_id, "malformed", f"unreadable result list: {answer}")
+        if not answer.complete:
+            ctx.counters.inc("b24notify_result_lists_truncated", portal=ctx.portal)
+        previous, resumed = self._previous(stored)
+        diff = diff_results(previous, answer.results, self._baseline.cutoff(self._fetched_at),
+                            complete=answer.complete)
+        kinds = set(ctx.settings.notify_kinds)
+        notable = [c for c in diff.changes if c.kind.value in kinds and c.result is not None
+                   and c.kind is not ChangeKind.REMOVED]
+        return _Pending(claim, task_id, diff, notable, resumed)
+
+    def _details(self, pending: list[_Pending]) -> Details | Exception | None:
         wanted = [p for p in pending if p.notable]
         if not wanted:
             return None
@@ -133,23 +210,33 @@ class TaskSync:
             return self.reads.details((p.task_id for p in wanted), authors)
         except B24Error as exc:
             return exc
+        except JOB_FAILURES:
+            raise
+        except Exception as exc:  # fails the tasks that need details, not the others
+            log.exception("event=sync.details_error portal=%s tasks=%d", self.ctx.portal, len(wanted))
+            return exc
 
-    def _finish(self, item: _Pending, details: Details | B24Error | None) -> SyncOutcome:
+    def _finish(self, item: _Pending, details: Details | Exception | None) -> SyncOutcome:
         ctx = self.ctx
         alerts: list[Alert] = []
         if item.notable:
             if isinstance(details, B24Error):
                 return self._on_error(item.claim, item.task_id, details)
+            if isinstance(details, Exception):
+                return self._failed(item.claim, item.task_id, "error", describe(details))
             assert isinstance(details, Details)
             task = details.tasks.get(item.task_id)
             if isinstance(task, B24Error):
                 return self._on_error(item.claim, item.task_id, task)
-            assert isinstance(task, TaskInfo)
+            if not isinstance(task, TaskInfo):
+                return self._failed(item.claim, item.task_id, "malformed", f"unreadable task details: {task}")
             alerts = [self._alert(task, c.kind, c.key, c.result, details.names) for c in item.notable
                       if c.result is not None]
         queued = self._commit_state(item.claim, item.task_id, item.diff, alerts)
         if queued < 0:
             return SyncOutcome(item.task_id, "stale", item.diff)
+        if item.resumed:
+            ctx.redis.delete(ctx.keys.gone_results(ctx.portal, item.task_id))  # the state lives again
         ctx.tasks.complete(item.claim)
         self._watch(item)
         for change in item.diff.changes:
@@ -183,11 +270,24 @@ class TaskSync:
             author_name=names.get(result.created_by, ""),
         )
 
-    def _previous(self, task_id: int) -> dict[int, StoredResult] | None:
-        raw = self.ctx.redis.hgetall(self.ctx.keys.results(self.ctx.portal, task_id))
+    def _stored(self, task_ids: list[int]) -> dict[int, _Stored]:
+        """Every task's stored state and tombstone, in one round trip."""
+        ctx = self.ctx
+        pipe = ctx.redis.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hgetall(ctx.keys.results(ctx.portal, task_id))
+            pipe.hgetall(ctx.keys.gone_results(ctx.portal, task_id))
+        raw = pipe.execute()
+        return {task_id: (raw[2 * i], raw[2 * i + 1]) for i, task_id in enumerate(task_ids)}
+
+    @staticmethod
+    def _previous(stored: _Stored) -> tuple[dict[int, StoredResult] | None, bool]:
+        """The state to diff against (None: never seen), and whether it came from the tombstone."""
+        live, gone = stored
+        raw, resumed = (live, False) if live else (gone, True)
         if not raw:
-            return None
-        return {int(k): StoredResult.from_json(v) for k, v in raw.items() if k != b"_known"}
+            return None, False
+        return {int(k): StoredResult.from_json(v) for k, v in raw.items() if k != b"_known"}, resumed
 
     def _commit_state(self, claim: Claim, task_id: int, diff: ResultDiff | None, alerts: list[Alert]) -> int:
         ctx = self.ctx
@@ -199,11 +299,20 @@ class TaskSync:
         state = {str(rid): stored.to_json() for rid, stored in (diff.state if diff else {}).items()}
         result = self._commit(
             keys=[ctx.tasks.k.token, ctx.keys.results(ctx.portal, task_id), ctx.deliveries.k.due,
-                  ctx.tasks.k.attempts],
+                  ctx.tasks.k.attempts, ctx.keys.epoch()],
             args=[claim.member, claim.token, ctx.clock(), "store" if diff is not None else "drop",
-                  json.dumps(state) if state else "{}", ctx.keys.delivery_prefix(), json.dumps(deliveries)],
+                  json.dumps(state) if state else "{}", ctx.keys.delivery_prefix(), json.dumps(deliveries),
+                  self._baseline.epoch, int(self._baseline.keep_seconds + EXPIRY_SLACK_SECONDS),
+                  KEEP_FINISHED_SECONDS],
         )
         queued = int(result)
+        if queued == EPOCH_CHANGED:
+            # Redis lost its state after this job read its baseline: nothing was written. Learn
+            # the new epoch and run the task again now, baselined from the new connected_at.
+            ctx.state.refresh()
+            ctx.tasks.retry(claim, ctx.clock())
+            ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="state_lost")
+            return queued
         if queued < 0:
             log.warning("event=sync.stale_lease portal=%s task=%d", ctx.portal, task_id)
             ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="stale")
@@ -211,6 +320,7 @@ class TaskSync:
 
     def _drop(self, claim: Claim, task_id: int, why: str) -> SyncOutcome:
         ctx = self.ctx
+        self._bury(task_id)
         if self._commit_state(claim, task_id, None, []) < 0:
             return SyncOutcome(task_id, "stale")
         ctx.redis.srem(ctx.keys.drop(), claim.member)
@@ -221,11 +331,28 @@ class TaskSync:
         log.info("event=task.dropped portal=%s task=%d reason=%s", ctx.portal, task_id, why)
         return SyncOutcome(task_id, "dropped", detail=why)
 
-    def _malformed(self, claim: Claim, task_id: int, detail: str) -> SyncOutcome:
-        log.error("event=sync.malformed_answer portal=%s task=%d error=%s", self.ctx.portal, task_id, detail)
-        self.ctx.tasks.complete(claim)
-        self.ctx.counters.inc("b24notify_jobs", portal=self.ctx.portal, outcome="malformed")
-        return SyncOutcome(task_id, "rejected", detail=detail)
+    def _bury(self, task_id: int) -> None:
+        """Keep the task's state as its tombstone before the state is dropped. Error "0" means "no
+        access" as well as "no such task" (PROTOCOL.md §3), and a deleted task can be restored: a
+        task that comes back resumes from what we knew."""
+        ctx = self.ctx
+        state = ctx.redis.hgetall(ctx.keys.results(ctx.portal, task_id))
+        if not state:
+            return
+        tomb = ctx.keys.gone_results(ctx.portal, task_id)
+        pipe = ctx.redis.pipeline()
+        pipe.delete(tomb)
+        pipe.hset(tomb, mapping=state)  # type: ignore[arg-type]  # bytes in, bytes out
+        pipe.expire(tomb, GONE_STATE_SECONDS)
+        pipe.execute()
+
+    def _error(self, claim: Claim, task_id: int, stage: str, exc: Exception) -> SyncOutcome:
+        log.exception("event=sync.task_error portal=%s task=%d stage=%s", self.ctx.portal, task_id, stage)
+        return self._failed(claim, task_id, "error", describe(exc))
+
+    def _failed(self, claim: Claim, task_id: int, cause: str, reason: str) -> SyncOutcome:
+        """A run that failed for a cause of the task's own (parking.py)."""
+        return SyncOutcome(task_id, self.parking.fail(claim, task_id, cause, reason), detail=reason)
 
     def _on_error(self, claim: Claim, task_id: int, exc: B24Error) -> SyncOutcome:
         ctx = self.ctx

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+from types import FrameType
 from typing import Any
 
 from redis import Redis
 from rq import Queue, SimpleWorker
 
+from b24notify.logs import rq_logging_level
 from b24notify.settings import Settings
 from b24notify.workers.context import WorkerContexts, bind_contexts, unbind_contexts
 from b24notify.workers.dispatcher import Dispatcher
@@ -20,6 +24,30 @@ class B24Worker(SimpleWorker):
     the SMTP settings are reused across jobs; a job timeout still applies (SIGALRM)."""
 
     contexts: WorkerContexts
+    stop_asked_early = False
+
+    def catch_early_stops(self) -> None:
+        """Until ``work()`` installs RQ's handlers, SIGTERM and SIGINT only mark a stop. RQ forks its
+        scheduler process before it installs them: a signal in between killed the worker and left
+        the scheduler running for ever (Ctrl-C of ``make run`` just after it started)."""
+        worker_pid = os.getpid()
+
+        def mark(signum: int, frame: FrameType | None) -> None:
+            if os.getpid() != worker_pid:
+                # The scheduler process, forked before it put its own handlers in: a stop there
+                # must end it (RQ's stop_scheduler waits for that), as it did before.
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            self.stop_asked_early = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, mark)
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        if self.stop_asked_early:
+            self._stop_requested = True  # RQ's loop stops before its first job, and its scheduler with it
 
     def perform_job(self, *args: Any, **kwargs: Any) -> bool:
         token = bind_contexts(self.contexts)
@@ -43,7 +71,7 @@ def make_dispatcher(contexts: WorkerContexts, queue: Queue) -> Dispatcher:
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
-    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url))
+    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url), serving=True)
     # RQ raises its connection's socket timeout above its BLPOP wait, but only for connections made
     # after it looked: it gets a pool of its own, never used before, or BLPOP dies on redis-py's
     # default 5 s read timeout and the worker loops on "could not connect".
@@ -60,8 +88,11 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
             while dispatcher.tick():
                 worker.work(burst=True)
             return True
+        worker.catch_early_stops()
         dispatcher.start()
-        return bool(worker.work(with_scheduler=True, logging_level=settings.b24notify_log_level))
+        # RQ sets this level on its own loggers: our level would bring back a line per job.
+        return bool(worker.work(with_scheduler=True,
+                                logging_level=rq_logging_level(settings.b24notify_log_level)))
     finally:
         dispatcher.stop()
         contexts.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -145,6 +146,20 @@ def test_silent_server_times_out_as_retryable() -> None:
         cfg = SmtpConfig(host="127.0.0.1", port=silent.getsockname()[1], timeout=0.3)
         with pytest.raises(RetryableDeliveryError, match="timed out"):
             EmailChannel(cfg, SENDER, ["team@example.com"]).send(sample_alert())
+
+
+def test_a_send_never_outlasts_the_deadline_it_is_given(sink: SmtpSink) -> None:
+    sink.answer_data_after(2.0)  # each reply well inside the 10 s timeout, but the job has 0.5 s left
+    started = time.monotonic()
+    with pytest.raises(RetryableDeliveryError, match="timed out"):
+        channel_for(sink).send(sample_alert(), deadline=started + 0.5)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_slow_server_that_answers_in_time_delivers(sink: SmtpSink) -> None:
+    sink.answer_data_after(0.5)
+    channel_for(sink).send(sample_alert(), deadline=time.monotonic() + 5)
+    assert len(sink.wait_for(1)) == 1
 
 
 def test_server_hanging_up_is_retryable() -> None:

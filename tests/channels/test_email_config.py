@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from b24notify.channels.email import SmtpConfig
+from b24notify.channels.email import EmailChannel, SmtpConfig
 
 SECRET = "s3cr3t/p@ss:word"
 SECRET_QUOTED = "s3cr3t%2Fp%40ss%3Aword"
@@ -23,6 +23,20 @@ def test_smtp_with_starttls_and_credentials() -> None:
     assert cfg.username == "alerts@acme.example"
     assert cfg.password == SECRET
     assert cfg.redacted_url() == "smtp://alerts%40acme.example:***@mail.example.com:587?starttls=true"
+
+
+def test_reply_timeout_can_be_set_and_bounds_a_whole_send() -> None:
+    cfg = SmtpConfig.from_url("smtp://mail.example.com:587?starttls=true&timeout=2.5")
+    assert cfg.timeout == 2.5
+    assert cfg.redacted_url() == "smtp://mail.example.com:587?starttls=true&timeout=2.5"
+    assert EmailChannel(cfg, "a@example.com", ["b@example.com"]).send_seconds == 5.0
+    assert SmtpConfig.from_url("smtp://mail.example.com").timeout == 10.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "301", "nan"])
+def test_a_reply_timeout_that_is_no_number_of_seconds_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="timeout must be seconds"):
+        SmtpConfig.from_url(f"smtp://mail.example.com?timeout={value}")
 
 
 def test_smtps_defaults_to_port_465() -> None:

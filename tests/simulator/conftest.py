@@ -3,6 +3,8 @@ tiny loopback HTTP server that catches the events it sends."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -164,3 +166,27 @@ def rest(sim: RunningSimulator) -> Iterator[Rest]:
     client = Rest(sim.webhook_url)
     yield client
     client.close()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    certfile: str
+    keyfile: str
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A self-signed certificate for 127.0.0.1, its own trust anchor: for clients that only speak
+    https:// (b24pysdk). Made with the openssl command line, since no Python package here can."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the openssl command is needed to make the simulator's test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return TlsFiles(str(cert), str(key))

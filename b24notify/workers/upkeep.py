@@ -1,0 +1,82 @@
+"""The minute's upkeep: the few removals no job owns, done by one worker of the fleet at a time.
+
+Every Redis key has an owner that removes it or a TTL (the schema in ``keys.py``). Most owners are
+the jobs themselves (a delivery sent, a task dropped, a watch entry gone idle); what is left is
+done here, once a minute, under a lock:
+
+- dead-letter entries whose delivery record expired leave the list (``DeadLetters.expire``);
+- due-set leftovers nothing will read again: a drop mark or a failure count of a task that is
+  neither due, nor being worked on, nor parked (a task of a portal that left, say);
+- an uninstalled portal's per-task state and counters (``RemovedPortals``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from redis import Redis
+
+from b24notify.deadletter import DeadLetters
+from b24notify.dueset import DueSetKeys
+from b24notify.keys import TASKS, Keys
+from b24notify.portals.registry import RemovedPortals
+
+log = logging.getLogger(__name__)
+
+UPKEEP_SECONDS = 60.0
+
+# KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] parked hash, KEYS[4] attempts hash, KEYS[5] drop set
+# Returns how many leftovers were removed.
+_LEFTOVERS = """
+local function orphan(member)
+  return not redis.call('ZSCORE', KEYS[1], member) and not redis.call('ZSCORE', KEYS[2], member)
+    and redis.call('HEXISTS', KEYS[3], member) == 0
+end
+local removed = 0
+for _, member in ipairs(redis.call('HKEYS', KEYS[4])) do
+  if orphan(member) then removed = removed + redis.call('HDEL', KEYS[4], member) end
+end
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  if orphan(member) then removed = removed + redis.call('SREM', KEYS[5], member) end
+end
+return removed
+"""
+
+
+class Upkeep:
+    def __init__(self, redis: Redis, keys: Keys, *, every: float = UPKEEP_SECONDS,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.every = every
+        self.clock = clock  # paces this process's looks
+        self.wall = wall  # the time dead letters are aged by
+        self.dead = DeadLetters(redis, keys)
+        self.removed = RemovedPortals(redis, keys)
+        self._leftovers = redis.register_script(_LEFTOVERS)
+        self._next = 0.0
+
+    def run_if_due(self) -> bool:
+        """Run if this process has not looked for a minute and no other worker ran it within one."""
+        now = self.clock()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        if not self.redis.set(self.keys.upkeep_lock(), "1", nx=True, ex=max(1, int(self.every))):
+            return False
+        self.run()
+        return True
+
+    def run(self) -> dict[str, int]:
+        tasks = DueSetKeys.of(self.keys, TASKS)
+        done = {
+            "deadletter": self.dead.expire(self.wall()),
+            "leftovers": int(self._leftovers(keys=[tasks.due, tasks.lease, tasks.parked, tasks.attempts,
+                                                   self.keys.drop()])),
+            "portal_keys": self.removed.clean(self.wall()),
+        }
+        if any(done.values()):
+            log.info("event=upkeep.done %s", " ".join(f"{k}={v}" for k, v in done.items()))
+        return done

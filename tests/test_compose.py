@@ -1,0 +1,93 @@
+"""The deployment files agree with the code: docker-compose.yml (Docker is not run here, so it is
+parsed), the Dockerfile, the Makefile's install step and the dependency pins."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from b24notify.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
+def healthcheck(compose: dict, service: str) -> list[str]:
+    test = compose["services"][service]["healthcheck"]["test"]
+    assert test[0] == "CMD", test
+    return test[1:]
+
+
+def test_every_command_in_compose_is_a_real_b24notify_command(compose):
+    commands = [s["command"] for s in compose["services"].values() if s.get("command", [""])[0] == "b24notify"]
+    commands += [healthcheck(compose, name) for name in ("web", "worker")]
+    commands = [c for c in commands if c[0] == "b24notify"]
+    assert len(commands) >= 3
+    for command in commands:
+        build_parser().parse_args(command[1:])  # exits (SystemExit) on an unknown command or option
+
+
+def test_web_healthcheck_is_liveness_not_readiness(compose):
+    # /readyz is 503 while a portal's calls are paused: an unhealthy mark would restart a web
+    # process that has nothing wrong with it.
+    check = " ".join(healthcheck(compose, "web"))
+    assert "/healthz" in check and "/readyz" not in check
+
+
+def test_worker_healthcheck_looks_at_the_worker_not_only_redis(compose):
+    assert healthcheck(compose, "worker") == ["b24notify", "worker-alive"]
+
+
+def test_ports_are_published_on_loopback_only(compose):
+    ports = [(name, str(p)) for name, s in compose["services"].items() for p in s.get("ports", [])]
+    assert ports, "the web must be reachable by the proxy on this host"
+    for name, port in ports:
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface (/metrics has no auth)"
+
+
+def _requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        names += extra
+    return [Requirement(name) for name in names]
+
+
+def _constraints() -> dict[str, str]:
+    pinned: dict[str, str] = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line)
+            assert match, f"constraints.txt: {line!r} is not NAME==VERSION"
+            pinned[canonicalize_name(match[1])] = match[2]
+    return pinned
+
+
+def test_dependencies_have_a_major_bound_and_an_exact_pin_that_fits_it():
+    pinned = _constraints()
+    for requirement in _requirements():
+        bounded = any(spec.operator in ("<", "<=", "==", "~=", "===") for spec in requirement.specifier)
+        assert bounded, f"{requirement}: no upper bound (pin the major: NAME>=X,<X+1)"
+        version = pinned.get(canonicalize_name(requirement.name))
+        assert version is not None, f"{requirement.name} is not in constraints.txt (make constraints)"
+        assert requirement.specifier.contains(version), f"constraints.txt pins {requirement.name}=={version}, " \
+                                                        f"outside {requirement.specifier}"
+
+
+def test_make_and_docker_install_with_the_constraints():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"pip install .*-c constraints\.txt -e '\.\[dev\]'", makefile)
+    assert "constraints.txt" in re.search(r"^COPY .*$", dockerfile, re.M)[0]
+    assert re.search(r"^RUN pip install -c constraints\.txt \.", dockerfile, re.M)
