@@ -103,17 +103,51 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(_settings(args))
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from b24notify.launcher import run_up
+# Third-party modules that only the devtools need; the `devtools` extra installs them. `up` and
+# `simulate` live in b24notify.devtools and are imported inside the command, so serve and worker
+# (the product's image, installed without the extra) never load them.
+DEVTOOLS_EXTRA_MODULES = frozenset({"aiosmtpd"})
 
-    return run_up(env_file=args.env_file, host=args.host, port=args.port, workers=args.workers,
-                  demo=args.demo)
+
+def _devtools_extra_missing(command: str, exc: ModuleNotFoundError) -> int:
+    if (exc.name or "").partition(".")[0] not in DEVTOOLS_EXTRA_MODULES:
+        raise exc
+    print(f"b24notify: `{command}` needs the devtools extra ({exc.name} is not installed): "
+          "pip install 'b24notify[devtools]'", file=sys.stderr)
+    return 2
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        from b24notify.devtools.launcher import run_up
+
+        return run_up(env_file=args.env_file, host=args.host, port=args.port, workers=args.workers,
+                      demo=args.demo)
+    except ModuleNotFoundError as exc:  # the demo (no portal configured) needs the SMTP sink
+        return _devtools_extra_missing("b24notify up", exc)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from b24notify.demo import run_simulate
-
+    try:
+        from b24notify.devtools.demo import run_simulate
+    except ModuleNotFoundError as exc:
+        return _devtools_extra_missing("b24notify simulate", exc)
     return run_simulate(args)
+
+
+def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declared here, not in b24notify.devtools, so that building the parser (every command)
+    imports no devtools."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--handler", default=None,
+                        help="where to POST events, e.g. http://127.0.0.1:8000/webhooks/bitrix24")
+    parser.add_argument("--application-token", default="sim-application-token")
+    parser.add_argument("--activity", type=float, default=None, metavar="SECONDS",
+                        help="play scripted task activity every SECONDS")
+    parser.add_argument("--rate-limit", default="2/50", help="leaky bucket DRAIN/CAPACITY, 0/0 for none")
+    parser.add_argument("--new-card", action="store_true", help="behave like the new task card (chat comments)")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,9 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     simulate = sub.add_parser("simulate", help="run the Bitrix24 portal simulator")
-    from b24notify.demo import add_simulate_arguments as add_arguments
-
-    add_arguments(simulate)
+    _add_simulate_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
     return parser
 

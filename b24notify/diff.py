@@ -2,7 +2,7 @@
 
 Pure functions over plain data. Results are keyed on the result ``id`` and never on ``commentId``:
 a comment pinned again after its result was removed comes back with a new ``id`` and the same
-``commentId``, and in the new task card every ``commentId`` is 0 (PROTOCOL.md §3).
+``commentId``, and in the new task card every ``commentId`` is 0 (docs/protocol.md §3).
 
 A change's key names its notification for good (one per key and channel, remembered 30 days), so a
 key must never come back for a later change: an edit is keyed on the result's ``updatedAt`` plus

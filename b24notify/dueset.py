@@ -5,8 +5,10 @@ This is the coalescing and no-loss mechanism; RQ jobs are only the carriers that
 members. The rules, each one Lua script in ``b24notify/lua/``:
 
 - ``schedule``: a member already due keeps its earlier time, so a burst within the debounce window
-  becomes one run; a member being worked on gets a *pending* mark instead, so an event that
-  arrives during a run causes exactly one more run after it.
+  becomes one run; an event on a quiet task is due at once and opens a debounce window, events in
+  the window give one more run at its end; a member being worked on gets a *pending* mark instead,
+  so an event that arrives during a run causes exactly one more run after it. A run due before
+  anything else wakes the dispatchers (the wake list).
 - ``claim``: moves due members into the lease zset with a deadline and a fencing token.
 - ``release``: ends a lease (done, retry at a time, or park) and turns a pending mark into one run.
 - ``reap``: leases past their deadline (a worker died) become due again now, with a strike.
@@ -76,6 +78,8 @@ class DueSetKeys:
     counter: str
     strikes: str
     parked: str
+    window: str
+    wake: str
 
     @classmethod
     def of(cls, keys: Keys, name: str) -> DueSetKeys:
@@ -89,6 +93,8 @@ class DueSetKeys:
             counter=keys.token_counter(),
             strikes=keys.strikes(name),
             parked=keys.parked(name),
+            window=keys.window(name),
+            wake=keys.wake(),
         )
 
 
@@ -105,11 +111,17 @@ class DueSet:
         self._extend = redis.register_script(load_lua("extend"))
 
     def schedule(self, member: str, at: float | None = None, debounce_cap: float = 0.0) -> bool:
-        """Ask for a run at ``at`` (default now). See schedule.lua for the coalescing rules."""
+        """Ask for a run at ``at`` (default now). See schedule.lua for the coalescing rules: with a
+        ``debounce_cap`` this is an event's schedule, ``at`` = now + the debounce (the leading edge
+        and its window apply, as burst mode is off here). Wakes the dispatchers when the run comes
+        before anything else due."""
         now = self.clock()
         when = now if at is None else at
-        keys = [self.k.due, self.k.lease, self.k.pending, self.k.since]
-        return bool(self._schedule(keys=keys, args=[member, when, "0", "", now, debounce_cap]))
+        # KEYS[5..9] (drop, metrics, watch, intake rate) are the web's; ARGV says they go unused here.
+        unused = self.k.since
+        keys = [self.k.due, self.k.lease, self.k.pending, self.k.since, unused, unused, unused, unused, unused,
+                self.k.window, self.k.wake]
+        return bool(self._schedule(keys=keys, args=[member, when, "0", "", now, debounce_cap, "", "0", "0"]))
 
     def claim(self, limit: int, lease_seconds: float, only: str = "", gather: float = 0.0) -> list[Claim]:
         """Lease up to ``limit`` due members (or just ``only``, when it is due). With ``gather``,

@@ -5,7 +5,7 @@ Input is the nested dict of one delivery: from a form body through
 ints). Both are accepted. Pure: no I/O, no token check (the web layer compares
 ``auth[application_token]`` with the stored one, in constant time).
 
-Where the ids live (PROTOCOL.md §2, event table). ``data`` carries ids only, never fields:
+Where the ids live (docs/protocol.md §2, event table). ``data`` carries ids only, never fields:
 
 | event | task id | comment id |
 | --- | --- | --- |
@@ -17,7 +17,7 @@ Where the ids live (PROTOCOL.md §2, event table). ``data`` carries ids only, ne
 The new task card (tasks ≥ 25.700.0) sends ``ONTASKCOMMENTADD`` with ``ID`` 0 and a chat
 ``MESSAGE_ID``: that gives ``comment_id=None`` and ``message_id`` set.
 
-What we reject, and why only that: Bitrix24 never retries a delivery (PROTOCOL.md §1 "Retries"),
+What we reject, and why only that: Bitrix24 never retries a delivery (docs/protocol.md §1 "Retries"),
 so an event is refused only when we cannot act on it: no event name, no ``auth``, no usable task
 id, or an id that is present but not a positive 64-bit integer. ``ts`` is informational; a
 bad one becomes ``None``. A missing or zero comment or message id becomes ``None``.
@@ -189,17 +189,19 @@ def _ts(payload: Mapping[str, Any]) -> int | None:
         return None  # informational only: never the reason to lose an event
 
 
-def parse_event(payload: Mapping[str, Any]) -> TaskEvent | IgnoredEvent:
-    """Parse one delivery. Raises :class:`MalformedEvent` (or :class:`MissingToken`)."""
+def parse_event(payload: Mapping[str, Any], auth: EventAuth | None = None) -> TaskEvent | IgnoredEvent:
+    """Parse one delivery. Raises :class:`MalformedEvent` (or :class:`MissingToken`). ``auth``:
+    ``auth_of(payload)`` when the caller has it already (the web reads it once per event)."""
     if not isinstance(payload, Mapping):
         raise MalformedEvent("event payload is not an object")
-    auth = auth_of(payload)  # first: a sender without a token learns nothing more
+    if auth is None:
+        auth = auth_of(payload)  # first: a sender without a token learns nothing more
     name = payload.get("event")
     if _is_absent(name) or (isinstance(name, str) and not name.strip()):
         raise MalformedEvent("event name is missing")
     if not isinstance(name, str):
         raise MalformedEvent("event name is not a string")
-    name = name.strip().upper()  # the portal sends upper case (PROTOCOL.md §1); be lenient
+    name = name.strip().upper()  # the portal sends upper case (docs/protocol.md §1); be lenient
     try:
         event_type = EventType(name)
     except ValueError:
@@ -216,7 +218,7 @@ def parse_event(payload: Mapping[str, Any]) -> TaskEvent | IgnoredEvent:
     block = "FIELDS_AFTER"
     fields = _fields(data, block)
     if _is_absent(fields.get("TASK_ID")) and event_type is EventType.ONTASKCOMMENTDELETE:
-        # FIELDS_BEFORE still names the deleted comment and its task (PROTOCOL.md §2, event table).
+        # FIELDS_BEFORE still names the deleted comment and its task (docs/protocol.md §2, event table).
         block = "FIELDS_BEFORE"
         fields = _fields(data, block)
     task_id = fields.get("TASK_ID")

@@ -13,6 +13,8 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:token:{set}`` | hash | member → fencing token of its current lease | dispatcher | none |
 | ``P:pending:{set}`` | hash | member → when an event arrived while it was leased: one more run after this one | web, ``schedule`` | none |
 | ``P:since:{set}`` | hash | member → its first waiting event, to cap the trailing debounce | web, ``schedule``; cleared by ``claim`` | none |
+| ``P:window:{set}`` | zset | member → end of its open debounce window (a read was made or asked for less than the debounce ago: an event before the end gets one more read at the end) | web, ``schedule`` (removes closed windows on every event) | the last window's end + 1 s |
+| ``P:wake`` | list | a few tokens: a run became due earlier than anything else, dispatchers blocked on BLPOP wake up | ``schedule``; dispatchers pop | 60 s; at most 4 entries |
 | ``P:attempts:{set}`` | hash | member → failures in a row | jobs | none |
 | ``P:strikes:{set}`` | hash | member → runs in a row that failed for a cause of its own (an error while syncing it, an unreadable answer, a lease that expired); from 2 it is claimed alone | sync job, reaper (``reap``); cleared by ``release`` (done) | none |
 | ``P:parked:{set}`` | hash | member → why it was parked (JSON: reason, cause, at, strikes): it failed ``B24NOTIFY_TASK_MAX_ATTEMPTS`` times and left the due set | sync job (``release``); cleared when it next runs cleanly | none |
@@ -79,6 +81,12 @@ class Keys:
 
     def parked(self, name: str) -> str:
         return f"{self.prefix}:parked:{name}"
+
+    def window(self, name: str) -> str:
+        return f"{self.prefix}:window:{name}"
+
+    def wake(self) -> str:
+        return f"{self.prefix}:wake"
 
     def token_counter(self) -> str:
         return f"{self.prefix}:lease_seq"

@@ -51,7 +51,7 @@ class ResultList:
 def parse_time(value: Any, zone: tzinfo = UTC) -> datetime | None:
     """An ISO 8601 time from the portal, always aware.
 
-    The portal writes an offset (PROTOCOL.md §3, ``"2025-07-15T14:30:00+02:00"``). A time without
+    The portal writes an offset (docs/protocol.md §3, ``"2025-07-15T14:30:00+02:00"``). A time without
     one is the portal's wall clock: it is read in the portal's zone (``B24_PORTAL_TIMEZONE``), and
     never left naive, which would make comparing it with an aware time raise ``TypeError``.
     """

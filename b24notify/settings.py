@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     b24notify_task_max_attempts: int = Field(default=8, ge=3, le=1000)
     # The portals' time zone (IANA name): how to read a time the portal sends without an offset.
     b24_portal_timezone: str = "UTC"
+    # The longest a dispatcher waits without a wake-up (events wake it at once; a pending run
+    # released, a retry or another worker's reap are found within this).
     b24notify_poll_seconds: float = Field(default=0.1, gt=0, le=5)
     b24notify_gather_seconds: float = Field(default=0.3, ge=0, le=10)
     b24notify_sync_batch: int = Field(default=50, ge=1, le=50)
@@ -146,7 +148,7 @@ class Settings(BaseSettings):
     # If set, GET /metrics answers only "Authorization: Bearer <this>" (it names portals and volumes).
     b24notify_metrics_token: SecretStr | None = None
 
-    # OAuth application mode (PROTOCOL.md §8): set B24_CLIENT_ID and B24_CLIENT_SECRET; portals then
+    # OAuth application mode (docs/protocol.md §8): set B24_CLIENT_ID and B24_CLIENT_SECRET; portals then
     # come from ONAPPINSTALL events, stored in Redis.
     b24_client_id: str | None = None
     b24_client_secret: SecretStr | None = None
@@ -274,7 +276,7 @@ class Settings(BaseSettings):
         if self.b24_webhook_url is not None:
             if application_token and (
                     self.b24_application_token is None or not self.b24_application_token.get_secret_value()):
-                raise ConfigError("B24_APPLICATION_TOKEN: is not set (the outgoing webhook's token)")
+                raise ConfigError("B24_APPLICATION_TOKEN: is not set (the outbound webhook's token)")
         elif self.b24notify_config is None and not self.app_mode:
             raise ConfigError("B24_WEBHOOK_URL: is not set (https://PORTAL/rest/USER_ID/CODE/); "
                               "or give B24NOTIFY_CONFIG (several portals) or B24_CLIENT_ID (app mode)")

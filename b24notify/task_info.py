@@ -22,7 +22,7 @@ class TaskInfo:
     created_by: int
 
     def path(self) -> str:
-        """The task's page on the portal (PROTOCOL.md §9 "Link to a task in the portal UI")."""
+        """The task's page on the portal (docs/protocol.md §9 "Link to a task in the portal UI")."""
         if self.group_id:
             return f"/workgroups/group/{self.group_id}/tasks/task/view/{self.id}/"
         return f"/company/personal/user/{self.responsible_id}/tasks/task/view/{self.id}/"

@@ -44,12 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis import Redis
 
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.settings import Settings
-from b24notify.simulator import RunningSimulator, SimulatorConfig
-from b24notify.smtp_sink import SmtpSink
 from bench._fleet import BareHandler, Fleet, delete_keys, wait_until
 
 WARMUP_TASKS = 5
+WARMUP_PAUSE_SECONDS = 2.5
 MAX_TASKS = 2000
 DIALOG_ID = "chat42"
 UNLIMITED_RATE = "100000/100000"  # b24notify's own budget when the portal's bucket is off
@@ -270,6 +271,9 @@ def run(scenario: Scenario, args: argparse.Namespace, log_dir: Path) -> Outcome:
                 post_steadily(portal, warmup, 10)
                 wait_until(lambda: set(warmup) <= set(messaged_tasks(sim)), 30, "warm-up results got no message")
                 wait_until(lambda: sim.control.wait_events(1) and idle(), 30, "warm-up did not settle")
+                # The warm-up's 10/s is not the measured rate: let the intake's one-second windows
+                # (burst detection, the debounce's leading edge) forget it first.
+                time.sleep(WARMUP_PAUSE_SECONDS)
                 if scenario.bucket:
                     sim.control.configure(bucket_capacity=50, bucket_drain_per_second=2.0)
                 post_steadily(portal, measured, scenario.rate)

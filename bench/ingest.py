@@ -124,6 +124,9 @@ def main() -> None:
         for name, runs in results.items():
             best = max(runs, key=lambda r: r["rps"])
             print(f"| {name} | {best['rps']:,.0f} | {best['p50']:.1f} | {best['p99']:.1f} | {best['errors']} |")
+        ours, bare = (max(r["rps"] for r in runs) for runs in results.values())
+        rounds = ", ".join(f"{o['rps']:,.0f}/{b['rps']:,.0f}" for o, b in zip(*results.values(), strict=True))
+        print(f"\nb24notify / bare starlette: {ours / bare:.2f} (best of each; per round req/s: {rounds})")
         return
     for name, runs in results.items():
         best = max(runs, key=lambda r: r.rps)

@@ -1,5 +1,5 @@
 """Reconciliation: how soon the real fleet notices a result pinned with NO event
-(``tasks.task.result.addFromComment``, PROTOCOL.md §2) among 1,000 watched tasks, and what share of
+(``tasks.task.result.addFromComment``, docs/protocol.md §2) among 1,000 watched tasks, and what share of
 the portal's REST budget that costs, against a portal with the standard leaky bucket (50 deep,
 draining 2/s).
 
@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis import Redis
 
-from b24notify.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
 from bench._fleet import Fleet, delete_keys, wait_idle
 from bench._servers import free_port
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from redis import Redis
 
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
 from b24notify.phpform import encode_php_query
-from b24notify.simulator import RunningSimulator, SimulatorConfig
 from bench._fleet import wait_idle
 from bench._servers import drive, free_port, start_process, stop_process, wait_http
 
@@ -52,7 +52,7 @@ def make_tasks(sim: RunningSimulator, count: int) -> list[int]:
 def pin_results(sim: RunningSimulator, tasks: list[int]) -> None:
     sim.control.configure(bucket_capacity=0)
     with httpx.Client(base_url=sim.webhook_url, timeout=10) as client:
-        # Results pinned from the context menu: no event of their own (PROTOCOL.md §2).
+        # Results pinned from the context menu: no event of their own (docs/protocol.md §2).
         for task_id in tasks:
             comment = rest(client, "task.commentitem.add",
                            {"TASKID": task_id, "FIELDS": {"POST_MESSAGE": "Done", "AUTHOR_ID": 503}})

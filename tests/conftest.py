@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.keys import Keys
 from b24notify.settings import Settings, load_settings
-from b24notify.simulator import RunningSimulator, SimulatorConfig
-from b24notify.smtp_sink import SmtpSink
 from b24notify.workers.context import WorkerContext, build_context
 from tests.support.portal_user import PortalUser
 

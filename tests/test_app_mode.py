@@ -14,12 +14,12 @@ import httpx
 import pytest
 from redis import Redis
 
+from b24notify.devtools.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig
+from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.keys import Keys
 from b24notify.phpform import encode_php_query
 from b24notify.portals.registry import AppInstall, AppRegistry
 from b24notify.rest.errors import PortalUnusable
-from b24notify.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig
-from b24notify.smtp_sink import SmtpSink
 from b24notify.workers.context import WorkerContexts
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle

@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.metrics import decode_counters, total
-from b24notify.simulator import RunningSimulator, SimulatorConfig
-from b24notify.smtp_sink import SmtpSink
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
 from tests.support.servers import free_port, wait_for

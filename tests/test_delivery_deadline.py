@@ -18,9 +18,9 @@ import pytest
 from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.keys import delivery_id, task_member
-from b24notify.simulator import RunningSimulator, SimulatorConfig
-from b24notify.smtp_sink import SmtpSink
 from b24notify.workers.context import WorkerContext
 from b24notify.workers.deadline import JobDeadline
 from b24notify.workers.deliver import deliver, deliver_many

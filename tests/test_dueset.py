@@ -108,20 +108,18 @@ def test_claims_are_exclusive_across_many_claimers(due, clock):
     assert sorted(seen) == sorted(f"p|{i}" for i in range(100))
 
 
-def test_trailing_debounce_waits_for_the_burst_to_end_but_not_past_the_cap(due, clock):
-    start = clock.now
-    due.schedule("p|1", clock.now + 1, debounce_cap=5)
-    for _ in range(3):  # an event every 0.8 s keeps pushing the run back
-        clock.now += 0.8
+def test_a_task_that_keeps_changing_is_read_once_per_debounce_window(due, clock):
+    # (Was the trailing-only rule: every event pushed the run back, up to the 5 s cap. Since the
+    # leading edge, a quiet fleet reads at once and then once per window; the trailing rule still
+    # holds between a tenth of the burst threshold and the threshold, tests/test_webhook.py.)
+    start, reads = clock.now, []
+    for step in range(11):  # an event every 0.4 s for 4 s; a dispatcher claims right after each
+        clock.now = start + step * 0.4
         due.schedule("p|1", clock.now + 1, debounce_cap=5)
-        assert due.claim(10, 60) == []
-    assert due.next_due_at() == clock.now + 1
-    for _ in range(10):  # a task that never goes quiet still runs every 5 s
-        clock.now += 0.8
-        due.schedule("p|1", clock.now + 1, debounce_cap=5)
-    assert due.next_due_at() == start + 5
-    clock.now = start + 5
-    assert [c.member for c in due.claim(10, 60)] == ["p|1"]
+        for claim in due.claim(10, 60):
+            reads.append(round(clock.now - start, 1))
+            due.complete(claim)  # the read takes no time here
+    assert reads == [0.0, 1.2, 2.0, 3.2, 4.0]  # at once, then one read per 1 s window (on the 0.4 s grid)
 
 
 def test_an_event_pulls_in_a_far_retry_to_within_the_cap(due, clock):
@@ -202,3 +200,22 @@ def test_a_parked_member_leaves_the_due_set_until_asked_again(due, clock):
     assert due.complete(again)
     assert due.parked() == [] and due.strikes(["p|1"]) == {}
     assert due.unpark("p|1", keep_strikes=7) is False
+
+
+def test_a_parked_member_nobody_brings_back_is_forgotten_after_the_keep_window(redis, keys):
+    """Parked records have an owner that removes them: a task deleted (or never changed again)
+    after it was parked must not stay in Redis for good."""
+    from b24notify.workers.upkeep import Upkeep
+
+    now = [1_000_000.0]
+    tasks = DueSet(redis, keys, TASKS, clock=lambda: now[0])
+    for member in ("p|1", "p|2"):
+        tasks.schedule(member, at=0)
+        (claim,) = tasks.claim(1, 60, only=member)
+        tasks.strike(member)
+        assert tasks.park(claim, "boom", "error", strikes=1, keep_strikes=0)
+        now[0] += 10 * 86400  # p|2 is parked ten days after p|1
+    upkeep = Upkeep(redis, keys, parked_keep_seconds=15 * 86400, wall=lambda: now[0])
+    assert upkeep.run()["parked"] == 1  # p|1 is 20 days old, p|2 10
+    assert [p.member for p in tasks.parked()] == ["p|2"]
+    assert not redis.hexists(keys.strikes(TASKS), "p|1")

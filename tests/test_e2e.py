@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.phpform import encode_php_query
-from b24notify.simulator import RunningSimulator, SimulatorConfig
-from b24notify.smtp_sink import SmtpSink
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
 from tests.support.servers import CountingListener, free_port, wait_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from b24notify.embedded_redis import EmbeddedRedisError, redis_answers, start_embedded_redis
+from b24notify.devtools.embedded_redis import EmbeddedRedisError, redis_answers, start_embedded_redis
 from tests.support.servers import free_port
 
 

@@ -1,4 +1,4 @@
-"""Parsing outbound task events, as PROTOCOL.md §1–2 shows them, from form and JSON bodies."""
+"""Parsing outbound task events, as docs/protocol.md §1–2 shows them, from form and JSON bodies."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
 ACCESS_TOKEN = "s6p6eclrvim6da22ft9ch94ekreb52lv"
 REFRESH_TOKEN = "4s386p3q0tr8dy89xvmt96234v3dljg8"
 
-# An outgoing webhook gets exactly these five (PROTOCOL.md §1 "Top-level form fields").
+# An outgoing webhook gets exactly these five (docs/protocol.md §1 "Top-level form fields").
 WEBHOOK_AUTH = {
     "domain": "some-domain.bitrix24.com",
     "client_endpoint": "https://some-domain.bitrix24.com/rest/",
@@ -53,7 +53,7 @@ EXPECTED_AUTH = EventAuth(
 )
 
 U = "undefined"
-# (event, data, task_id, comment_id, message_id): the event table of PROTOCOL.md §2.
+# (event, data, task_id, comment_id, message_id): the event table of docs/protocol.md §2.
 EVENTS = {
     "task_add": ("ONTASKADD", {"FIELDS_BEFORE": U, "FIELDS_AFTER": {"ID": 8017}}, 8017, None, None),
     "task_update": ("ONTASKUPDATE", {"FIELDS_BEFORE": {"ID": 8017}, "FIELDS_AFTER": {"ID": 8017}}, 8017, None, None),
@@ -145,7 +145,7 @@ def test_task_event_is_parsed(case: tuple[Any, ...], transport: Any, auth: dict[
 
 
 def test_json_example_from_the_docs_parses() -> None:
-    # EN on-task-comment-add.md, quoted in PROTOCOL.md §1 "Literal example payloads".
+    # EN on-task-comment-add.md, quoted in docs/protocol.md §1 "Literal example payloads".
     doc = {
         "event": "ONTASKCOMMENTADD",
         "data": {

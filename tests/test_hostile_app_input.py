@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from b24notify.devtools.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig
 from b24notify.keys import Keys
 from b24notify.phpform import encode_php_query
 from b24notify.portals.registry import AppRegistry
 from b24notify.service.app import create_app
-from b24notify.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 hostile = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,

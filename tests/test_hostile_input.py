@@ -63,7 +63,7 @@ def credentials(**fields: object) -> dict[str, object]:
 
 
 def task_data(name: str, task: object, **comment: object) -> dict[str, object]:
-    """``data`` with the task id where each event carries it (PROTOCOL.md §2, event table)."""
+    """``data`` with the task id where each event carries it (docs/protocol.md §2, event table)."""
     if name in COMMENT_EVENTS:
         return {"FIELDS_BEFORE": "undefined", "FIELDS_AFTER": {"ID": 555, "TASK_ID": task, **comment}}
     if name == "ONTASKDELETE":

@@ -1,4 +1,4 @@
-"""PHP-style form bodies: what Bitrix24 posts (PROTOCOL.md §1) and what hostile senders might."""
+"""PHP-style form bodies: what Bitrix24 posts (docs/protocol.md §1) and what hostile senders might."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -364,3 +365,74 @@ def test_depth_is_bounded_exactly_at_max_depth(depth: int, max_depth: int) -> No
         for _ in range(depth):
             result = result["k"]
         assert result == "v"
+
+
+# --- the web's fast path (bytes: unescaped as bytes, names and shapes from caches) ---------------
+
+
+def _reference(body: bytes, max_depth: int, max_keys: int) -> dict[str, Any] | str:
+    """parse_qsl + parse_php_form, as the parser was before the fast path: a result or an error."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "form body is not valid UTF-8"
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=max_keys)
+    except UnicodeDecodeError:
+        return "percent-encoded form data is not valid UTF-8"
+    except ValueError:
+        return f"more than {max_keys} form fields"
+    try:
+        return parse_php_form(pairs, max_depth=max_depth, max_keys=max_keys)
+    except FormError as exc:
+        return str(exc)
+
+
+def _fast(body: bytes, max_depth: int, max_keys: int) -> dict[str, Any] | str:
+    try:
+        return parse_php_query(body, max_depth=max_depth, max_keys=max_keys)
+    except FormError as exc:
+        return str(exc)
+
+
+_escapes = st.sampled_from(["%5B", "%5D", "%26", "%3D", "%2B", "%25", "%C3%A9", "%E2%82", "%FF", "%", "%G1", "+"])
+_body_parts = st.lists(st.sampled_from(["a", "b", "0", "1", "-", "[", "]", "[]", "&", "=", "é", "\x00"]) | _escapes,
+                       max_size=40)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=400)
+@given(_body_parts | st.binary(max_size=80).map(lambda b: [b]), st.integers(0, 4), st.integers(1, 12))
+def test_fast_path_gives_what_parse_qsl_and_parse_php_form_give(parts: list[Any], max_depth: int,
+                                                                 max_keys: int) -> None:
+    body = b"".join(p if isinstance(p, bytes) else p.encode() for p in parts)
+    for _ in range(2):  # the second time from the caches
+        assert _fast(body, max_depth, max_keys) == _reference(body, max_depth, max_keys)
+
+
+def test_a_cached_shape_gets_each_bodys_own_values() -> None:
+    first = encode_php_query({"event": "ONTASKADD", "data": {"FIELDS_AFTER": {"ID": "1"}}, "l": ["x", "y"]}).encode()
+    second = encode_php_query({"event": "ONTASKADD", "data": {"FIELDS_AFTER": {"ID": "2"}}, "l": ["z", "w"]}).encode()
+    assert parse_php_query(first) == {"event": "ONTASKADD", "data": {"FIELDS_AFTER": {"ID": "1"}}, "l": ["x", "y"]}
+    assert parse_php_query(second) == {"event": "ONTASKADD", "data": {"FIELDS_AFTER": {"ID": "2"}}, "l": ["z", "w"]}
+    assert parse_php_query(first)["data"] is not parse_php_query(first)["data"]  # never shared between calls
+
+
+def test_over_a_limit_is_refused_every_time_not_only_before_caching() -> None:
+    for _ in range(3):
+        with pytest.raises(FormError):
+            parse_php_query(b"a[b][c]=1", max_depth=1)
+        with pytest.raises(FormError):
+            parse_php_query(b"a[9223372036854775807]=1&a[]=2")
+
+
+def test_caches_stay_bounded_under_ever_new_names() -> None:
+    from b24notify import phpform
+
+    for i in range(3000):
+        parse_php_query(f"k%5B{i}%5D=v{i}&x{i}=%41".encode())
+    assert len(phpform._unescaped) <= phpform._CACHE_SIZE
+    assert len(phpform._splits) <= phpform._CACHE_SIZE
+    assert len(phpform._plans) <= phpform._PLANS
+    long_name = "k" + "%41" * 5000
+    assert parse_php_query((long_name + "=1").encode()) == {"k" + "A" * 5000: "1"}
+    assert long_name not in phpform._unescaped  # long parts are unescaped, never kept

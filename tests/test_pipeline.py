@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from b24notify.devtools.simulator import RunningSimulator
 from b24notify.keys import delivery_id, task_member
 from b24notify.metrics import decode_counters, total
-from b24notify.simulator import RunningSimulator
 from b24notify.workers.context import WorkerContext, build_context
 from b24notify.workers.deliver import deliver
 from b24notify.workers.sync import SyncOutcome, TaskSync
@@ -300,3 +300,31 @@ def test_a_lost_answer_is_retried_by_looking_not_by_posting_again(ctx, simulator
     assert deliver(ctx, again).status == "sent"
     assert len(chat_messages(simulator)) == 1
     assert len(simulator.control.calls("im.message.add")["calls"]) == 1
+
+
+def reap_all(ctx: WorkerContext, count: int) -> None:
+    reaped: list[str] = []
+    wait_for(lambda: bool(reaped.extend(ctx.deliveries.reap())) or len(reaped) == count, 2, "leases reaped")
+
+
+def test_a_delivery_whose_sends_keep_killing_the_worker_goes_to_the_dead_letter_list(ctx, simulator, sink, user):
+    """Each run that never finished is a strike from the reaper; at B24NOTIFY_TASK_MAX_ATTEMPTS the
+    delivery is dead-lettered with the reason instead of taking a worker down for ever."""
+    task = user.add_task()
+    sync(ctx, task)
+    user.comment(task, "Poison", as_result=True)
+    sync(ctx, task)
+    limit = ctx.settings.b24notify_task_max_attempts
+    for _ in range(limit):
+        claimed = []  # leased, then "the worker died": never released (from two strikes, one a claim)
+        while claims := ctx.deliveries.claim(50, 0.05):
+            claimed += claims
+        assert len(claimed) == 2
+        reap_all(ctx, 2)
+    statuses = deliver_all(ctx)
+    assert statuses == ["dead", "dead"]
+    assert chat_messages(simulator) == []
+    dead = ctx.redis.zrange(ctx.keys.deadletter(), 0, -1)
+    assert len(dead) == 2
+    record = ctx.redis.hgetall(ctx.keys.delivery(dead[0].decode()))
+    assert b"never finished" in record[b"last_error"]

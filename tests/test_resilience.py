@@ -16,8 +16,8 @@ import pytest
 from redis import Redis
 from rq.registry import StartedJobRegistry
 
-from b24notify.simulator import RunningSimulator, SimulatorConfig
-from b24notify.smtp_sink import SmtpSink
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.smtp_sink import SmtpSink
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess
 from tests.support.servers import free_port, wait_for

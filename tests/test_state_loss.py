@@ -13,10 +13,10 @@ import pytest
 from redis import Redis
 from starlette.testclient import TestClient
 
+from b24notify.devtools.simulator import RunningSimulator
 from b24notify.doctor import run_doctor
 from b24notify.keys import task_member
 from b24notify.service.app import create_app
-from b24notify.simulator import RunningSimulator
 from b24notify.workers.context import WorkerContext, build_context
 from b24notify.workers.deliver import deliver
 from b24notify.workers.manual import sync_now

@@ -20,7 +20,7 @@ from b24notify.rest.errors import (
     TransportError,
 )
 
-# im.message.add errors that no retry can fix (PROTOCOL.md §9): the chat or user is wrong, or
+# im.message.add errors that no retry can fix (docs/protocol.md §9): the chat or user is wrong, or
 # the message itself was refused.
 PERMANENT_CHAT_ERRORS = frozenset({
     "MESSAGE_EMPTY", "USER_ID_EMPTY", "USER_NOT_FOUND", "CHAT_ID", "ACCESS_ERROR", "PARAMS_ERROR",

@@ -1,4 +1,4 @@
--- Reconciliation: results can appear with no event at all (PROTOCOL.md §2), so watched tasks are
+-- Reconciliation: results can appear with no event at all (docs/protocol.md §2), so watched tasks are
 -- re-read on an adaptive schedule. This picks the watched tasks whose poll is due, asks for a
 -- sync of each (the task due set, ZADD LT: never delays a sync already asked for), and sets each
 -- one's next poll from how recently it was active: often when it was active lately, rarely when

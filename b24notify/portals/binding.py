@@ -2,8 +2,8 @@
 
 App mode: ``event.bind`` for the six task events and ``ONAPPUNINSTALL``, after ``event.get`` so
 that running it again binds nothing twice (the portal refuses a duplicate handler anyway, with
-``ERROR_CORE``). Webhook mode cannot bind by REST (``event.bind`` needs an app, PROTOCOL.md §10):
-the operator creates an outgoing webhook in the portal, and :func:`webhook_setup_steps` says how.
+``ERROR_CORE``). Webhook mode cannot bind by REST (``event.bind`` needs an app, docs/protocol.md §10):
+the operator creates an outbound webhook in the portal, and :func:`webhook_setup_steps` says how.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def webhook_setup_steps(spec: PortalSpec, public_url: str | None) -> str:
     target = handler_url(public_url) if public_url else f"https://YOUR-HOST{WEBHOOK_PATH}"
     events = ", ".join(e.value for e in EventType)
     return "\n".join([
-        f"Portal {spec.key} (incoming webhook mode): Bitrix24 cannot bind events over REST without an app.",
-        f"  1. Open {spec.portal_url}/devops/ (Applications > Developer resources > Other > Outgoing webhook).",
+        f"Portal {spec.key} (inbound webhook mode): Bitrix24 cannot bind events over REST without an app.",
+        f"  1. Open {spec.portal_url}/devops/ (Applications > Developer resources > Other > Outbound webhook).",
         f"  2. Handler URL: {target}",
         f"  3. Events: {events}",
         "  4. Save, then copy the Application token it shows into B24_APPLICATION_TOKEN "

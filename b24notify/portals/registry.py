@@ -1,7 +1,7 @@
 """App installs (OAuth application mode), kept in Redis so every web and worker process sees them.
 
 One hash per portal, keyed by its domain (``host[:port]``, what events carry as ``auth[domain]``)
-and a set of installed portals. The refresh token is single-use (PROTOCOL.md §8): it is only ever
+and a set of installed portals. The refresh token is single-use (docs/protocol.md §8): it is only ever
 replaced through :meth:`AppRegistry.replace_tokens`, which checks that it still holds the token
 the refresh started from.
 """

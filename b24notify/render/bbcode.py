@@ -1,6 +1,6 @@
 """Making user text safe to embed in a Bitrix24 chat message, and plain for an e-mail.
 
-Chat messages are BBCode (PROTOCOL.md §9 "BBCode"). Result text comes from the portal as BBCode;
+Chat messages are BBCode (docs/protocol.md §9 "BBCode"). Result text comes from the portal as BBCode;
 task titles and author names are plain user text. Either could carry ``[url=...]``,
 ``[user=all]``, ``[send=...]`` or a ``[/url]`` that breaks out of our own
 ``[url=TASK_URL]title[/url]``, so everything bracketed that we do not explicitly allow is made inert.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-# The portal documents no escape for a literal "[" (PROTOCOL.md §9), and HTML entities are not
+# The portal documents no escape for a literal "[" (docs/protocol.md §9), and HTML entities are not
 # decoded in chat messages. A ZERO WIDTH SPACE right after "[" keeps the text readable as it was
 # typed while no tag name can follow the bracket any more, so the parser sees no tag.
 ZWSP = "\u200b"

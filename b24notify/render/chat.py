@@ -1,4 +1,4 @@
-"""The chat message for an alert: the BBCode ``MESSAGE`` of ``im.message.add`` (PROTOCOL.md §9).
+"""The chat message for an alert: the BBCode ``MESSAGE`` of ``im.message.add`` (docs/protocol.md §9).
 
 Pure functions. Every piece of user text goes through ``neutralize_bbcode`` so that only our own
 ``[url=...]`` and ``[b]`` tags are live in the message.

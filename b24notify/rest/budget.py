@@ -1,4 +1,4 @@
-"""The portal's REST budget, shared by the fleet (PROTOCOL.md §6).
+"""The portal's REST budget, shared by the fleet (docs/protocol.md §6).
 
 The portal counts every request in a leaky bucket — capacity 50, draining 2/s (Enterprise 250 and
 5/s) — per portal and source IP, shared with every other integration. We keep our own fleet-wide

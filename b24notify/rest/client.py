@@ -234,7 +234,7 @@ def parse_answer(method: str, status: int, body: bytes) -> Answer:
 
 
 def _section(body: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    # Empty sections come back as [] instead of {} (PHP arrays, PROTOCOL.md §5).
+    # Empty sections come back as [] instead of {} (PHP arrays, docs/protocol.md §5).
     section = body.get(name)
     return section if isinstance(section, Mapping) else {}
 

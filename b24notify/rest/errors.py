@@ -1,6 +1,6 @@
 """Typed Bitrix24 REST errors and the one table that says what happens next for each code.
 
-Check the table against PROTOCOL.md §6–7 and the seed's "Statuses and System Error Codes".
+Check the table against docs/protocol.md §6–7 and the seed's "Statuses and System Error Codes".
 A caller catches at the level it cares about (like httpx): ``RetryableError`` for "try again",
 ``TaskGone`` for "forget this task", ``PortalUnusable`` for "stop calling this portal".
 """
@@ -73,7 +73,7 @@ class TokenExpired(B24Error):
 
 
 class TaskGone(B24Error):
-    """Error "0": access denied or no such task (PROTOCOL.md §3)."""
+    """Error "0": access denied or no such task (docs/protocol.md §3)."""
 
     policy = Policy.DROP_TASK
 

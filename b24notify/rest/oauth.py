@@ -1,4 +1,4 @@
-"""OAuth for app mode: the token refresh (PROTOCOL.md §8), done by exactly one process at a time.
+"""OAuth for app mode: the token refresh (docs/protocol.md §8), done by exactly one process at a time.
 
 Refresh tokens are single-use. Two workers that both see ``expired_token`` and both refresh would
 each spend the same refresh token: the second gets ``invalid_grant`` and, worse, whichever answer

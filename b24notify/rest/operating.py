@@ -1,4 +1,4 @@
-"""Per-method time budget (PROTOCOL.md §6 "Resource (operating) limit").
+"""Per-method time budget (docs/protocol.md §6 "Resource (operating) limit").
 
 Every answer's ``time`` carries ``operating`` (seconds this method spent for us over the last 10
 minutes) and ``operating_reset_at``. Past the portal's limit the method is blocked with 429

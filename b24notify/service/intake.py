@@ -9,9 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from b24notify.events import IgnoredEvent, MalformedEvent, MissingToken, TaskEvent, auth_of, parse_event
+from b24notify.events import EventAuth, IgnoredEvent, MalformedEvent, MissingToken, TaskEvent, auth_of, parse_event
 from b24notify.phpform import FormError, parse_php_query
 
 MAX_BODY_BYTES = 64 * 1024
@@ -28,7 +28,7 @@ class Rejection(Exception):
 
 @dataclass(frozen=True)
 class PortalIdentity:
-    """What a genuine event for our portal carries (PROTOCOL.md §1 "Verifying application_token")."""
+    """What a genuine event for our portal carries (docs/protocol.md §1 "Verifying application_token")."""
 
     application_token: str
     domain: str  # host[:port] of the configured webhook URL
@@ -43,14 +43,21 @@ async def read_body(request: Request) -> bytes:
                 raise Rejection(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
         except ValueError:
             raise Rejection(400, "bad_request", "Content-Length is not a number") from None
+    # The ASGI messages read directly: Request.stream()'s async generator cost more than the rest
+    # of this function for a one-message body, the usual case.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise Rejection(413, "too_large", f"body over {MAX_BODY_BYTES} bytes")
+        if not message.get("more_body", False):
+            return chunk if not chunks else b"".join([*chunks, chunk])
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def decode_payload(content_type: str, body: bytes) -> dict[str, Any]:
@@ -71,11 +78,12 @@ def decode_payload(content_type: str, body: bytes) -> dict[str, Any]:
     raise Rejection(415, "unsupported_media_type", f"send {FORM} (as Bitrix24 does) or {JSON}")
 
 
-def authenticate(payload: dict[str, Any], portal: PortalIdentity) -> None:
+def authenticate(payload: dict[str, Any], portal: PortalIdentity, auth: EventAuth | None = None) -> None:
     """Token first, in constant time; then the portal identity. Nothing from ``auth`` is ever used
-    to reach the portal (``auth[client_endpoint]`` is ignored by design)."""
+    to reach the portal (``auth[client_endpoint]`` is ignored by design). ``auth``: the payload's,
+    when the caller has read it already (``auth_of(payload)``); otherwise read here."""
     try:
-        auth = auth_of(payload)
+        auth = auth if auth is not None else auth_of(payload)
     except MissingToken:
         raise Rejection(401, "missing_token", "auth[application_token] is missing") from None
     except MalformedEvent as exc:
@@ -86,16 +94,16 @@ def authenticate(payload: dict[str, Any], portal: PortalIdentity) -> None:
         raise Rejection(403, "wrong_portal", "auth[domain] is not the configured portal")
     if portal.member_id:
         # A portal known by its member_id (B24_MEMBER_ID, a TOML portal's member_id, an app install)
-        # must be named by it: every genuine event carries auth[member_id] (PROTOCOL.md §1).
+        # must be named by it: every genuine event carries auth[member_id] (docs/protocol.md §1).
         if not auth.member_id:
             raise Rejection(403, "wrong_portal", "auth[member_id] is missing; this portal's events must carry it")
         if not hmac.compare_digest(_bytes(auth.member_id), _bytes(portal.member_id)):
             raise Rejection(403, "wrong_portal", "auth[member_id] is not the configured portal")
 
 
-def to_event(payload: dict[str, Any]) -> TaskEvent | IgnoredEvent:
+def to_event(payload: dict[str, Any], auth: EventAuth | None = None) -> TaskEvent | IgnoredEvent:
     try:
-        return parse_event(payload)
+        return parse_event(payload, auth)
     except MalformedEvent as exc:
         raise Rejection(400, "malformed", str(exc)) from None
 

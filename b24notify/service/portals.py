@@ -34,6 +34,9 @@ class WebPortals:
         self.redis = redis
         self.keys = keys
         self.static: dict[str, PortalSpec] = {spec.key: spec for spec in webhook_portals(settings)}
+        # Built once: the webhook looks one up per event.
+        self._static_identity = {key: PortalIdentity(spec.application_token, spec.key, spec.member_id)
+                                 for key, spec in self.static.items()}
         self.app: OAuthApp | None = None
         if settings.app_mode:
             assert settings.b24_client_id is not None and settings.b24_client_secret is not None
@@ -44,6 +47,9 @@ class WebPortals:
         """Who an event claiming ``auth[domain]`` must prove to be. One portal configured and no
         app: that portal, so a wrong domain is told apart from a wrong token."""
         key = domain.lower()
+        known = self._static_identity.get(key)
+        if known is not None:
+            return known
         spec = self.static.get(key) or self.static.get(_with_default_port(key, self.static))
         if spec is None and self.app is None and len(self.static) == 1:
             spec = next(iter(self.static.values()))

@@ -101,7 +101,7 @@ class WorkerContexts:
         self.state = StateEpoch(redis, self.keys, by=process_name("worker" if serving else "tool"),
                                 keep_seconds=settings.b24notify_results_keep_days * 86400, serving=serving,
                                 portals=self.directory.portals)
-        self.upkeep = Upkeep(redis, self.keys)
+        self.upkeep = Upkeep(redis, self.keys, parked_keep_seconds=settings.b24notify_results_keep_days * 86400.0)
         self._lock = threading.Lock()
         self._built: dict[str, tuple[WorkerContext, float]] = {}
         self._bind_after: dict[str, float] = {}
@@ -202,7 +202,9 @@ class WorkerContexts:
                             observer=observe, guard=portal_guard(settings, redis, keys, spec))
         channels: dict[str, Channel] = {}
         if spec.notify_chat:
-            channels["chat"] = ChatChannel(client, spec.notify_chat)
+            # Its worst case: one REST request plus the budget's longest wait (workers/deadline.py).
+            channels["chat"] = ChatChannel(client, spec.notify_chat,
+                                           send_seconds=settings.b24notify_rest_timeout_seconds + 5.0)
         if spec.notify_email and settings.smtp_url is not None and settings.email_from:
             smtp = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
             channels["email"] = EmailChannel(smtp, settings.email_from, spec.notify_email)

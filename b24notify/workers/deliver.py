@@ -72,6 +72,9 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
     deadline = deadline or JobDeadline()
     if records is None:
         records = load_records(ctx.redis, ctx.keys, claims)
+    # Runs of a delivery that never finished (its worker was killed or hung: the reaper's strikes).
+    # One that keeps taking its worker down goes to the dead-letter list instead of looping.
+    strikes = ctx.deliveries.strikes([c.member for c in claims]) if claims else {}
     for claim in claims:
         key = ctx.keys.delivery(claim.member)
         record = records.get(claim.member, {})
@@ -80,6 +83,11 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
             outcomes[claim.member] = DeliveryOutcome(claim.member, "skipped")
             continue
         due = _Due(claim, key, record["channel"], Alert.from_json(record["alert"]), bool(record.get("in_flight")))
+        died = strikes.get(claim.member, 0)
+        if died >= ctx.settings.b24notify_task_max_attempts:
+            outcomes[claim.member] = _dead(ctx, due, f"its sends never finished {died} times in a row "
+                                                     "(the worker was killed or hung while sending it)")
+            continue
         by_channel.setdefault(due.channel, []).append(due)
     for name, items in by_channel.items():
         channel = ctx.channels.get(name)

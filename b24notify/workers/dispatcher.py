@@ -3,6 +3,11 @@
 Every worker process runs one in a thread. Claims are atomic (Lua), so several dispatchers never
 hand out the same member; the RQ queue then spreads the jobs over the fleet. The dispatcher also
 reaps expired leases, which is how the work of a SIGKILLed worker comes back.
+
+Between ticks it waits on the wake list (BLPOP on a connection of its own): ``schedule`` pushes a
+token when a run becomes due before anything else, so an event's read starts within milliseconds.
+The wait never outlasts ``poll_seconds`` (runs made due without a token: a pending mark released, a
+retry, another dispatcher's reap), the next due member, nor the reap and periodic cadences.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 
 from b24notify.dueset import DueSet
@@ -38,6 +45,7 @@ class Dispatcher:
         gather_seconds: float = 0.0,
         max_queued_jobs: int = 1,
         periodic: Callable[[], None] | None = None,
+        wake: Redis | None = None,
     ) -> None:
         # Reconciliation (and app-install upkeep) for every portal, once a second.
         self.periodic = periodic
@@ -60,6 +68,9 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_reap = 0.0
+        # The blocking pop holds its connection for the whole wait: never one shared with others.
+        self.wake = wake
+        self.wake_key = tasks.k.wake
 
     def tick(self) -> int:
         """Reap if it is time, then claim what is due and enqueue it. Returns jobs enqueued."""
@@ -103,13 +114,28 @@ class Dispatcher:
                 self._stop.wait(1.0)
                 continue
             if not busy:
-                self._stop.wait(self._idle_wait())
+                self._wait(self._idle_wait())
 
     def _idle_wait(self) -> float:
+        now = time.monotonic()
+        limits = [self.poll_seconds, self._last_reap + REAP_EVERY_SECONDS - now]
+        if self.periodic is not None:
+            limits.append(self._last_reconcile + RECONCILE_EVERY_SECONDS - now)
         nearest = [t for t in (self.tasks.next_due_at(), self.deliveries.next_due_at()) if t is not None]
-        if not nearest:
-            return self.poll_seconds
-        return max(0.01, min(self.poll_seconds, min(nearest) - self.tasks.clock()))
+        if nearest:
+            limits.append(min(nearest) - self.tasks.clock())
+        return max(0.01, min(limits))
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, or less when ``schedule`` pushes a wake-up token."""
+        if self.wake is None or self._stop.is_set():
+            self._stop.wait(seconds)
+            return
+        try:
+            self.wake.blpop([self.wake_key], timeout=seconds)
+        except RedisError as exc:  # Redis down: the tick reports it; wait as a plain sleep meanwhile
+            log.warning("event=dispatcher.wake_error error=%s", type(exc).__name__)
+            self._stop.wait(seconds)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="b24notify-dispatcher", daemon=True)
@@ -119,3 +145,5 @@ class Dispatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.wake is not None:
+            self.wake.close()

@@ -50,7 +50,7 @@ def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str
 
 def _describe(status: str, detail: str, webhook: bool) -> str:
     if status == "dropped" and detail.endswith(" 0"):
-        # Error "0" means no such task or no access to it (PROTOCOL.md §3): the portal does not say which.
+        # Error "0" means no such task or no access to it (docs/protocol.md §3): the portal does not say which.
         whose = "the webhook's user" if webhook else "the user who installed the app"
         return f"not found or not visible to {whose} ({detail}); its stored state is forgotten"
     return f"{status}{' (' + detail + ')' if detail else ''}"

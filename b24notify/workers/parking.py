@@ -29,7 +29,7 @@ UNPARK_HINT = "see `b24notify doctor`; its next event or `b24notify sync --task 
 
 def retry_delay(failures: int, rng: random.Random | None = None) -> float:
     """Capped exponential backoff with jitter: 5 s, 10 s, 20 s … at most 10 minutes."""
-    base = min(MAX_RETRY_SECONDS, 5.0 * 2 ** max(0, failures - 1))
+    base = min(MAX_RETRY_SECONDS, 5.0 * 2.0 ** max(0, failures - 1))
     return base * (0.5 + (rng or random).random() / 2)
 
 

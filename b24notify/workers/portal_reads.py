@@ -1,4 +1,4 @@
-"""The reads a sync needs from the portal, batched (PROTOCOL.md §5: one ``batch`` request is one
+"""The reads a sync needs from the portal, batched (docs/protocol.md §5: one ``batch`` request is one
 unit of the rate budget and carries up to 50 calls), with short Redis caches for what changes
 rarely: task details and user names. The result list is never cached: it is the truth we diff.
 
@@ -91,7 +91,7 @@ class PortalReads:
                 for t, raw in zip(task_ids, cached, strict=True) if raw is None}
 
     def _all_pages(self, task_id: int, first: Answer) -> ResultList | B24Error | MalformedResult:
-        # PROTOCOL.md §3: the source returns every row; the docs hint at pages of 50. Follow
+        # docs/protocol.md §3: the source returns every row; the docs hint at pages of 50. Follow
         # `next` if it ever appears.
         try:
             results = parse_results(first.result, self.zone)
@@ -157,7 +157,7 @@ class PortalReads:
         if isinstance(answer, B24Error):
             return answer
         if answer.result in ([], None, ""):
-            # tasks.task.get answers `[]` for a missing or hidden task (PROTOCOL.md §4).
+            # tasks.task.get answers `[]` for a missing or hidden task (docs/protocol.md §4).
             return TaskGone("0", "tasks.task.get returned no task", method="tasks.task.get")
         try:
             return parse_task(answer.result)

@@ -1,5 +1,5 @@
 """Reconciliation: notice results that came with no event (pinned from the context menu or through
-``tasks.task.result.addFromComment``, PROTOCOL.md §2) or whose event was lost (Bitrix24 never
+``tasks.task.result.addFromComment``, docs/protocol.md §2) or whose event was lost (Bitrix24 never
 re-sends, §1).
 
 Two parts, both run from every worker's dispatcher loop and both paid from their own slice of the

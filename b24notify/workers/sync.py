@@ -333,7 +333,7 @@ class TaskSync:
 
     def _bury(self, task_id: int) -> None:
         """Keep the task's state as its tombstone before the state is dropped. Error "0" means "no
-        access" as well as "no such task" (PROTOCOL.md §3), and a deleted task can be restored: a
+        access" as well as "no such task" (docs/protocol.md §3), and a deleted task can be restored: a
         task that comes back resumes from what we knew."""
         ctx = self.ctx
         state = ctx.redis.hgetall(ctx.keys.results(ctx.portal, task_id))

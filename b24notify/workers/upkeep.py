@@ -7,7 +7,10 @@ done here, once a minute, under a lock:
 - dead-letter entries whose delivery record expired leave the list (``DeadLetters.expire``);
 - due-set leftovers nothing will read again: a drop mark or a failure count of a task that is
   neither due, nor being worked on, nor parked (a task of a portal that left, say);
-- an uninstalled portal's per-task state and counters (``RemovedPortals``).
+- an uninstalled portal's per-task state and counters (``RemovedPortals``);
+- parked tasks nobody brought back within the keep window (``B24NOTIFY_RESULTS_KEEP_DAYS``): a
+  task deleted, or never changed again, after it was parked would otherwise stay for good. Its
+  state is kept as any quiet task's (it expires too); a later event starts it afresh.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from collections.abc import Callable
 from redis import Redis
 
 from b24notify.deadletter import DeadLetters
-from b24notify.dueset import DueSetKeys
-from b24notify.keys import TASKS, Keys
+from b24notify.dueset import DueSetKeys, ParkedMember
+from b24notify.keys import TASKS, Keys, as_text
 from b24notify.portals.registry import RemovedPortals
 
 log = logging.getLogger(__name__)
 
 UPKEEP_SECONDS = 60.0
+PARKED_KEEP_SECONDS = 30 * 86400.0
 
 # KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] parked hash, KEYS[4] attempts hash, KEYS[5] drop set
 # Returns how many leftovers were removed.
@@ -47,8 +51,10 @@ return removed
 
 class Upkeep:
     def __init__(self, redis: Redis, keys: Keys, *, every: float = UPKEEP_SECONDS,
+                 parked_keep_seconds: float = PARKED_KEEP_SECONDS,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.redis = redis
+        self.parked_keep_seconds = parked_keep_seconds
         self.keys = keys
         self.every = every
         self.clock = clock  # paces this process's looks
@@ -76,7 +82,23 @@ class Upkeep:
             "leftovers": int(self._leftovers(keys=[tasks.due, tasks.lease, tasks.parked, tasks.attempts,
                                                    self.keys.drop()])),
             "portal_keys": self.removed.clean(self.wall()),
+            "parked": self._forget_old_parked(tasks),
         }
         if any(done.values()):
             log.info("event=upkeep.done %s", " ".join(f"{k}={v}" for k, v in done.items()))
         return done
+
+    def _forget_old_parked(self, tasks: DueSetKeys) -> int:
+        """Parked records (and the strikes kept with them) older than the keep window."""
+        horizon = self.wall() - self.parked_keep_seconds
+        old = [as_text(member) for member, raw in self.redis.hgetall(tasks.parked).items()
+               if ParkedMember.from_json(as_text(member), raw).at < horizon]
+        if not old:
+            return 0
+        pipe = self.redis.pipeline()
+        pipe.hdel(tasks.parked, *old)
+        pipe.hdel(tasks.strikes, *old)
+        pipe.execute()
+        log.info("event=upkeep.parked_forgotten members=%d older_than_days=%.0f", len(old),
+                 self.parked_keep_seconds / 86400)
+        return len(old)

@@ -45,7 +45,7 @@ class B24Worker(SimpleWorker):
             signal.signal(signum, mark)
 
     def _install_signal_handlers(self) -> None:
-        super()._install_signal_handlers()
+        super()._install_signal_handlers()  # type: ignore[no-untyped-call]  # RQ's own, untyped
         if self.stop_asked_early:
             self._stop_requested = True  # RQ's loop stops before its first job, and its scheduler with it
 
@@ -67,6 +67,9 @@ def make_dispatcher(contexts: WorkerContexts, queue: Queue) -> Dispatcher:
         poll_seconds=s.b24notify_poll_seconds,
         gather_seconds=s.b24notify_gather_seconds,
         periodic=contexts.periodic,
+        # Its own connection for the blocking pop on the wake list, with a read timeout above the
+        # longest wait (redis-py's would end a long BLPOP as a connection error).
+        wake=Redis.from_url(s.redis_url, socket_timeout=s.b24notify_poll_seconds + 10),
     )
 
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from b24notify.simulator import RunningSimulator, SimulatorConfig
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:

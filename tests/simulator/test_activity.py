@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from b24notify.simulator import run_activity
+from b24notify.devtools.simulator import run_activity
 
 from .conftest import SimulatorFactory, wait_until
 

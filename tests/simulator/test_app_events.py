@@ -1,5 +1,5 @@
 """The installed OAuth app: ONAPPINSTALL / ONAPPUNINSTALL, event.bind and friends, and task events
-delivered to bound handlers in the application shape (PROTOCOL.md §1, §10)."""
+delivered to bound handlers in the application shape (docs/protocol.md §1, §10)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from b24notify.devtools.simulator import RunningSimulator
 from b24notify.phpform import parse_php_query
-from b24notify.simulator import RunningSimulator
 from tests.support.servers import ThreadedServer
 
 from .conftest import EventReceiver, ReceivedEvent, Rest, SimulatorFactory

@@ -1,10 +1,10 @@
-"""``batch`` (PROTOCOL.md §5): sections, per-command errors, empty sections as [], limits."""
+"""``batch`` (docs/protocol.md §5): sections, per-command errors, empty sections as [], limits."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from b24notify.simulator import RunningSimulator
+from b24notify.devtools.simulator import RunningSimulator
 
 from .conftest import Rest
 

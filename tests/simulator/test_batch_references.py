@@ -1,4 +1,4 @@
-"""``batch`` as ``CRestUtil::ParseBatchQuery`` runs it (PROTOCOL.md §5): references to earlier
+"""``batch`` as ``CRestUtil::ParseBatchQuery`` runs it (docs/protocol.md §5): references to earlier
 commands, PHP truthiness of ``halt``, no time for a failed command, and list paging."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from b24notify.simulator import RunningSimulator
+from b24notify.devtools.simulator import RunningSimulator
 
 from .conftest import Rest
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from b24notify.simulator.batchquery import (
+from b24notify.devtools.simulator.batchquery import (
     BatchSections,
     EmbeddedArray,
     php_string,

@@ -1,10 +1,10 @@
-"""The request-rate bucket and operating time (PROTOCOL.md §6)."""
+"""The request-rate bucket and operating time (docs/protocol.md §6)."""
 
 from __future__ import annotations
 
 import httpx
 
-from b24notify.simulator.bucket import LeakyBucket, OperatingLedger
+from b24notify.devtools.simulator.bucket import LeakyBucket, OperatingLedger
 
 from .conftest import SimulatorFactory
 

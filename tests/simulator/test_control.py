@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from b24notify.simulator import RunningSimulator
+from b24notify.devtools.simulator import RunningSimulator
 
 from .conftest import Rest
 

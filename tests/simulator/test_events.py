@@ -1,4 +1,4 @@
-"""Outbound events: the wire shape of PROTOCOL.md §1-2, no events for pinning, and seeded chaos."""
+"""Outbound events: the wire shape of docs/protocol.md §1-2, no events for pinning, and seeded chaos."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from b24notify.simulator import RunningSimulator
+from b24notify.devtools.simulator import RunningSimulator
 
 from .conftest import EventReceiver, Rest, SimulatorFactory, wait_until
 
@@ -124,7 +124,7 @@ def test_new_card_comment_event_has_id_zero_and_message_id(
     assert int(data["data[FIELDS_AFTER][MESSAGE_ID]"]) > 0
     assert [k for k, _ in added.pairs if k.startswith("data[FIELDS_AFTER]")] == [
         "data[FIELDS_AFTER][ID]", "data[FIELDS_AFTER][TASK_ID]", "data[FIELDS_AFTER][MESSAGE_ID]"]
-    # The new card fires no comment update/delete events (PROTOCOL.md §2).
+    # The new card fires no comment update/delete events (docs/protocol.md §2).
     assert receiver.named("ONTASKCOMMENTUPDATE") == receiver.named("ONTASKCOMMENTDELETE") == []
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from b24notify.simulator import RunningSimulator
-from b24notify.simulator.faults import FaultPlan, FaultRule, InvalidFaultRule
+from b24notify.devtools.simulator import RunningSimulator
+from b24notify.devtools.simulator.faults import FaultPlan, FaultRule, InvalidFaultRule
 
 from .conftest import Rest, SimulatorFactory
 

@@ -1,5 +1,5 @@
 """OAuth application mode: the token endpoint, token checks on REST calls, and portals sharing one
-authority (PROTOCOL.md §8)."""
+authority (docs/protocol.md §8)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from b24notify.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig, TokenRejected
+from b24notify.devtools.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig, TokenRejected
 
 from .conftest import EventReceiver, Rest, SimulatorFactory
 

@@ -1,10 +1,10 @@
-"""The result rules of PROTOCOL.md §3, on the portal model alone."""
+"""The result rules of docs/protocol.md §3, on the portal model alone."""
 
 from __future__ import annotations
 
 import pytest
 
-from b24notify.simulator.portal import (
+from b24notify.devtools.simulator.portal import (
     AWAITING_CONTROL,
     COMPLETED,
     RESULT_CLOSED,

@@ -19,7 +19,7 @@ from b24pysdk import BitrixWebhook, Client
 from b24pysdk.errors import BitrixAPIQueryLimitExceeded
 from fast_bitrix24 import Bitrix
 
-from b24notify.simulator import RunningSimulator
+from b24notify.devtools.simulator import RunningSimulator
 
 from .conftest import SimulatorFactory, TlsFiles
 

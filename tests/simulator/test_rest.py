@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from b24notify.simulator import RunningSimulator
+from b24notify.devtools.simulator import RunningSimulator
 
 from .conftest import Rest
 

@@ -1,7 +1,7 @@
 """Fault injection: rules that make REST calls fail, hang or lose their connection on purpose.
 
 A rule names a method (or ``"*"``), optionally a task, and what goes wrong: an error ``code``
-(HTTP status from PROTOCOL.md §7 unless given), a ``network`` fault (``"drop"`` the connection,
+(HTTP status from docs/protocol.md §7 unless given), a ``network`` fault (``"drop"`` the connection,
 ``"drop_after"`` it once the call has run, ``"delay"`` the answer by ``delay_seconds``), or an
 error after a delay. It fires ``count`` times,
 or with ``probability`` per matching call, or both. Draws come from one seeded ``random.Random``,
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from b24notify.simulator.errors import RestError
+from b24notify.devtools.simulator.errors import RestError
 
 ANY_METHOD = "*"
 NETWORK_FAULTS = ("drop", "drop_after", "delay")

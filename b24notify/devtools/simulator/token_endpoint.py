@@ -1,4 +1,4 @@
-"""``/oauth/token/``: the OAuth server's token endpoint (PROTOCOL.md §8), served by every simulator
+"""``/oauth/token/``: the OAuth server's token endpoint (docs/protocol.md §8), served by every simulator
 from its authority, so a product under test can point its OAuth URL at any of them.
 
 The real endpoint takes a GET with a query string; a POST with a form body works too. Errors are
@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from b24notify.simulator.oauth import OAuthAuthority, OAuthError
+from b24notify.devtools.simulator.oauth import OAuthAuthority, OAuthError
 
 
 class TokenEndpoint:

@@ -1,4 +1,4 @@
-"""What the portal POSTs to an installed application (PROTOCOL.md §1 "Application (event.bind)").
+"""What the portal POSTs to an installed application (docs/protocol.md §1 "Application (event.bind)").
 
 Form bodies like every event, but ``auth`` carries OAuth data: task events the access token of the
 user whose action fired them, ONAPPINSTALL the installing user's token pair, ONAPPUNINSTALL no token
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from b24notify.devtools.simulator.events import PortalEvent
+from b24notify.devtools.simulator.oauth import SERVER_ENDPOINT, TokenResponse
 from b24notify.phpform import encode_php_query
-from b24notify.simulator.events import PortalEvent
-from b24notify.simulator.oauth import SERVER_ENDPOINT, TokenResponse
 
 ON_APP_INSTALL = "ONAPPINSTALL"
 ON_APP_UNINSTALL = "ONAPPUNINSTALL"

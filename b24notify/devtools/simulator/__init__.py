@@ -6,12 +6,12 @@ incoming-webhook and OAuth-application auth; an ``OAuthAuthority`` shared by sev
 makes them portals of one app.
 """
 
-from b24notify.simulator.activity import run_activity
-from b24notify.simulator.app import create_app
-from b24notify.simulator.config import SimulatorConfig
-from b24notify.simulator.control_client import SimulatorControl
-from b24notify.simulator.oauth import Grant, OAuthAuthority, OAuthError, TokenRejected
-from b24notify.simulator.server import RunningSimulator, serve_forever
+from b24notify.devtools.simulator.activity import run_activity
+from b24notify.devtools.simulator.app import create_app
+from b24notify.devtools.simulator.config import SimulatorConfig
+from b24notify.devtools.simulator.control_client import SimulatorControl
+from b24notify.devtools.simulator.oauth import Grant, OAuthAuthority, OAuthError, TokenRejected
+from b24notify.devtools.simulator.server import RunningSimulator, serve_forever
 
 __all__ = [
     "Grant",

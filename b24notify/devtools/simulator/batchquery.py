@@ -1,5 +1,5 @@
 """What the portal does to a ``batch`` command before it runs it: ``CRestUtil::ParseBatchQuery``
-(PROTOCOL.md §5), and PHP's idea of a true ``halt``.
+(docs/protocol.md §5), and PHP's idea of a true ``halt``.
 
 A command is ``method?query``. The query is parsed like a request of its own, then every value (and
 key) is searched for references to the commands before it, by the regex

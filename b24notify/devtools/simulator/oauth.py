@@ -1,4 +1,4 @@
-"""The OAuth authority: an in-process stand-in for ``oauth.bitrix.info`` (PROTOCOL.md §8).
+"""The OAuth authority: an in-process stand-in for ``oauth.bitrix.info`` (docs/protocol.md §8).
 
 One authority serves one application (one ``client_id``) on any number of portals, so several
 simulators in one process may share it: each is a portal of the same app, told apart by
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 
-# What the real service answers in ``server_endpoint`` and ``domain`` (PROTOCOL.md §8).
+# What the real service answers in ``server_endpoint`` and ``domain`` (docs/protocol.md §8).
 SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
 OAUTH_DOMAIN = "oauth.bitrix.info"
 SCOPE = "task,im,user"
@@ -33,7 +33,7 @@ MAX_LOGGED_REQUESTS = 1000
 
 
 class TokenResponse(TypedDict):
-    """The JSON body of ``/oauth/token/``, key for key as PROTOCOL.md §8 lists it."""
+    """The JSON body of ``/oauth/token/``, key for key as docs/protocol.md §8 lists it."""
 
     access_token: str
     refresh_token: str

@@ -1,5 +1,5 @@
 """Answering one admitted REST request: fault rules, the operating-time limit, the method, and
-``batch`` (PROTOCOL.md §5).
+``batch`` (docs/protocol.md §5).
 
 Auth and the rate bucket are checked before this (in ``app.py``): they apply to a batch as a whole.
 Inside a batch every sub-call is timed and limited as its own method, and fault rules that name a
@@ -16,15 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from b24notify.devtools.simulator.auth import Caller
+from b24notify.devtools.simulator.batchquery import BatchSections, EmbeddedArray, php_truthy, substitute_references
+from b24notify.devtools.simulator.bucket import OPERATING_WINDOW_SECONDS, OperatingLedger, time_info
+from b24notify.devtools.simulator.calllog import SubCall
+from b24notify.devtools.simulator.errors import RestError
+from b24notify.devtools.simulator.faults import Fault, FaultPlan
+from b24notify.devtools.simulator.methods import Answer, PortalMethods
+from b24notify.devtools.simulator.params import Params
 from b24notify.phpform import FormError, parse_php_query
-from b24notify.simulator.auth import Caller
-from b24notify.simulator.batchquery import BatchSections, EmbeddedArray, php_truthy, substitute_references
-from b24notify.simulator.bucket import OPERATING_WINDOW_SECONDS, OperatingLedger, time_info
-from b24notify.simulator.calllog import SubCall
-from b24notify.simulator.errors import RestError
-from b24notify.simulator.faults import Fault, FaultPlan
-from b24notify.simulator.methods import Answer, PortalMethods
-from b24notify.simulator.params import Params
 
 BATCH = "batch"
 BATCH_MAX_LENGTH = 50  # CRestUtil::BATCH_MAX_LENGTH
@@ -189,7 +189,7 @@ class Dispatcher:
             sub_calls.append(SubCall(key, name, error.code if error else None))
             if halt and error is not None:
                 break
-        # Empty sections come back as [] (PROTOCOL.md §5); the outer batch adds no operating time.
+        # Empty sections come back as [] (docs/protocol.md §5); the outer batch adds no operating time.
         body = {
             "result": {
                 "result": _php_array(sections.result),

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from redis import Redis
 from redis.exceptions import RedisError
 
-from b24notify.ports import free_port, port_is_free
+from b24notify.devtools.ports import free_port, port_is_free
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Outbound events, sent the way the Bitrix24 queue server sends them to an outgoing webhook.
 
 - One form POST (``application/x-www-form-urlencoded``, PHP ``http_build_query`` keys) per event
-  and handler, in the PROTOCOL.md §1 "(derived)" outgoing-webhook shape: no OAuth keys in ``auth``.
-- ``data`` carries ids only, per the PROTOCOL.md §2 table.
+  and handler, in the docs/protocol.md §1 "(derived)" outgoing-webhook shape: no OAuth keys in ``auth``.
+- ``data`` carries ids only, per the docs/protocol.md §2 table.
 - Each event is POSTed **once**: a timeout, a refused connection or an error status is logged and
   the event is lost, never retried (§1 "Retries, timeouts, ordering").
 - Besides the outgoing webhook, an event goes to every handler the installed app bound for it with
@@ -29,8 +29,8 @@ from urllib.parse import urlencode
 
 import httpx
 
+from b24notify.devtools.simulator.oauth import SERVER_ENDPOINT  # sent as auth[server_endpoint]; never to be called
 from b24notify.phpform import encode_php_form
-from b24notify.simulator.oauth import SERVER_ENDPOINT  # sent as auth[server_endpoint]; never to be called
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class PortalEvent:
         }
 
 
-# -- the six task events (PROTOCOL.md §2 table) ---------------------------------------------------
+# -- the six task events (docs/protocol.md §2 table) ---------------------------------------------------
 
 TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE",
                "ONTASKCOMMENTADD", "ONTASKCOMMENTUPDATE", "ONTASKCOMMENTDELETE")
@@ -109,7 +109,7 @@ def comment_deleted(task_id: int, comment_id: int) -> PortalEvent:
 
 @dataclass(frozen=True)
 class WebhookAuth:
-    """The ``auth`` block of an outgoing webhook: no OAuth tokens (PROTOCOL.md §1)."""
+    """The ``auth`` block of an outgoing webhook: no OAuth tokens (docs/protocol.md §1)."""
 
     domain: str
     member_id: str
@@ -127,7 +127,7 @@ class WebhookAuth:
 
 
 def event_form(event: PortalEvent, *, handler_id: int, ts: int, auth: WebhookAuth) -> list[tuple[str, str]]:
-    """The form fields in the order of the PROTOCOL.md §1 "(derived)" example."""
+    """The form fields in the order of the docs/protocol.md §1 "(derived)" example."""
     return encode_php_form({
         "event": event.name,
         "event_handler_id": handler_id,

@@ -2,7 +2,7 @@
 
 Each method takes the request's params (JSON types, or strings from a form/query) and returns an
 ``Answer`` or raises ``RestError``. Methods decide which event the portal announces: results have
-no events of their own, and pinning a comment through REST fires none (PROTOCOL.md §2, §3).
+no events of their own, and pinning a comment through REST fires none (docs/protocol.md §2, §3).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from b24notify.simulator import events
-from b24notify.simulator.auth import Caller
-from b24notify.simulator.errors import RestError
-from b24notify.simulator.params import (
+from b24notify.devtools.simulator import events
+from b24notify.devtools.simulator.auth import Caller
+from b24notify.devtools.simulator.errors import RestError
+from b24notify.devtools.simulator.params import (
     Params,
     as_int,
     as_list,
@@ -25,7 +25,7 @@ from b24notify.simulator.params import (
     param,
     required_int,
 )
-from b24notify.simulator.portal import (
+from b24notify.devtools.simulator.portal import (
     KNOWN_STATUSES,
     CommentNotFound,
     Portal,
@@ -36,7 +36,7 @@ from b24notify.simulator.portal import (
     iso,
     utc_now,
 )
-from b24notify.simulator.taskfilter import task_filters
+from b24notify.devtools.simulator.taskfilter import task_filters
 
 PAGE_SIZE = 50  # "The page size is always static — 50 records" (§4)
 ADMIN_USER_ID = 1  # the portal's first user, the one who created it
@@ -329,7 +329,7 @@ class PortalMethods:
             self._emit(events.comment_deleted(task.id, comment_id), caller.user_id)
         return Answer(True)
 
-    # -- results (no events: PROTOCOL.md §2 "A result can appear with no event at all") ----------
+    # -- results (no events: docs/protocol.md §2 "A result can appear with no event at all") ----------
 
     def result_add_from_comment(self, params: Params, caller: Caller) -> Answer:
         comment_id = required_int(params, "commentId")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from b24notify.simulator.app_events import (
+from b24notify.devtools.simulator.app_events import (
     INSTALL_DATA,
     ON_APP_INSTALL,
     ON_APP_UNINSTALL,
@@ -23,18 +23,18 @@ from b24notify.simulator.app_events import (
     task_event_body,
     uninstall_body,
 )
-from b24notify.simulator.app_install import InstalledApp
-from b24notify.simulator.app_methods import EventMethods
-from b24notify.simulator.auth import Caller, authenticate
-from b24notify.simulator.bucket import LeakyBucket, OperatingLedger
-from b24notify.simulator.calllog import CallLog
-from b24notify.simulator.config import SimulatorConfig
-from b24notify.simulator.dispatch import Dispatcher
-from b24notify.simulator.events import AppCopy, Delivery, EventChaos, EventQueue, PortalEvent, WebhookAuth
-from b24notify.simulator.faults import FaultPlan
-from b24notify.simulator.methods import PortalMethods
-from b24notify.simulator.oauth import OAuthAuthority, TokenRejected, TokenResponse
-from b24notify.simulator.portal import Portal
+from b24notify.devtools.simulator.app_install import InstalledApp
+from b24notify.devtools.simulator.app_methods import EventMethods
+from b24notify.devtools.simulator.auth import Caller, authenticate
+from b24notify.devtools.simulator.bucket import LeakyBucket, OperatingLedger
+from b24notify.devtools.simulator.calllog import CallLog
+from b24notify.devtools.simulator.config import SimulatorConfig
+from b24notify.devtools.simulator.dispatch import Dispatcher
+from b24notify.devtools.simulator.events import AppCopy, Delivery, EventChaos, EventQueue, PortalEvent, WebhookAuth
+from b24notify.devtools.simulator.faults import FaultPlan
+from b24notify.devtools.simulator.methods import PortalMethods
+from b24notify.devtools.simulator.oauth import OAuthAuthority, TokenRejected, TokenResponse
+from b24notify.devtools.simulator.portal import Portal
 
 
 def _auth(config: SimulatorConfig) -> WebhookAuth:

@@ -1,5 +1,5 @@
 """The application as installed on one simulated portal: its ``application_token``, the installing
-user, and the handlers it bound with ``event.bind`` (PROTOCOL.md §10).
+user, and the handlers it bound with ``event.bind`` (docs/protocol.md §10).
 
 Bindings belong to the install: uninstalling the app (or resetting the simulator) drops them.
 """
@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from b24notify.simulator.oauth import TokenResponse
+from b24notify.devtools.simulator.oauth import TokenResponse
 
 
 class DuplicateBinding(ValueError):

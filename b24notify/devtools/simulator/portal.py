@@ -1,7 +1,7 @@
 """The simulated portal's data: users, tasks, comments, task results, chat messages, notifications.
 
 Pure Python, no HTTP and no events: REST methods (``methods.py``) call this model and decide what
-the portal would announce. The result rules follow the tasks module source (PROTOCOL.md §3 "When
+the portal would announce. The result rules follow the tasks module source (docs/protocol.md §3 "When
 results close or reopen"):
 
 - a task update that leaves the task in status 4 or 5 closes every open result;
@@ -25,7 +25,7 @@ from typing import Any
 PENDING = 2
 AWAITING_CONTROL = 4
 COMPLETED = 5
-# CTasks::STATE_* (PROTOCOL.md §3 "Task status constants"): 1 new … 7 declined.
+# CTasks::STATE_* (docs/protocol.md §3 "Task status constants"): 1 new … 7 declined.
 KNOWN_STATUSES = frozenset(range(1, 8))
 CLOSES_RESULTS = frozenset({AWAITING_CONTROL, COMPLETED})
 
@@ -396,7 +396,7 @@ class Portal:
     def notify(
         self, user_id: int, message: str, *, author_id: int, message_out: str = "", tag: str = "", sub_tag: str = ""
     ) -> Notification:
-        # "adding a notification with an existing tag removes the others" (PROTOCOL.md §9)
+        # "adding a notification with an existing tag removes the others" (docs/protocol.md §9)
         if tag:
             self.notifications = [n for n in self.notifications if n.tag != tag]
         notification = Notification(

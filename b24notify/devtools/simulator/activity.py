@@ -2,7 +2,7 @@
 
 ``b24notify simulate`` runs it so b24notify has something to notify about: tasks are created,
 results are posted as comments (an event), existing comments are pinned as results (no event at
-all, PROTOCOL.md §3), and tasks are completed, which closes their results. It talks to the webhook
+all, docs/protocol.md §3), and tasks are completed, which closes their results. It talks to the webhook
 like any outside client would, so fault rules and rate limits apply to it too.
 """
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from b24notify.simulator.errors import RestError
+from b24notify.devtools.simulator.errors import RestError
 
 Params = Mapping[str, Any]
 

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from b24notify.simulator.config import InvalidConfig
-from b24notify.simulator.events import Delivery
-from b24notify.simulator.faults import FaultRule, InvalidFaultRule
-from b24notify.simulator.oauth import PortalConflict
-from b24notify.simulator.simulation import Simulation
+from b24notify.devtools.simulator.config import InvalidConfig
+from b24notify.devtools.simulator.events import Delivery
+from b24notify.devtools.simulator.faults import FaultRule, InvalidFaultRule
+from b24notify.devtools.simulator.oauth import PortalConflict
+from b24notify.devtools.simulator.simulation import Simulation
 
 MAX_WAIT_SECONDS = 60.0
 

@@ -1,4 +1,4 @@
-"""The ``filter`` of ``tasks.task.list`` (PROTOCOL.md §4): ``ID``, ``STATUS``, ``CHANGED_DATE``… with
+"""The ``filter`` of ``tasks.task.list`` (docs/protocol.md §4): ``ID``, ``STATUS``, ``CHANGED_DATE``… with
 the prefixes ``!``, ``<``, ``<=``, ``>``, ``>=``. Dates go through ``strtotime()`` on the portal, so ISO
 8601 with an offset works; a date without one is taken as UTC here."""
 
@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from b24notify.simulator.errors import RestError
-from b24notify.simulator.params import as_int, as_list
-from b24notify.simulator.portal import Task
+from b24notify.devtools.simulator.errors import RestError
+from b24notify.devtools.simulator.params import as_int, as_list
+from b24notify.devtools.simulator.portal import Task
 
 _ORDERING = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 _FILTER_KEY = re.compile(r"^(>=|<=|!=|!|>|<|=)?([A-Z_]+)$")

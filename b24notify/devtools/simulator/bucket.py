@@ -1,4 +1,4 @@
-"""The portal's two limits (PROTOCOL.md §6): the request-rate leaky bucket and per-method
+"""The portal's two limits (docs/protocol.md §6): the request-rate leaky bucket and per-method
 "operating" time, plus the ``time`` object every answer carries.
 
 Clocks are injected: the bucket drains on a monotonic clock, operating time is kept in unix time
@@ -98,7 +98,7 @@ class OperatingLedger:
 def time_info(
     *, start: float, finish: float, processing: float, operating: float, operating_reset_at: int
 ) -> dict[str, Any]:
-    """The ``time`` member of an answer (fields per PROTOCOL.md §6 and the seed example)."""
+    """The ``time`` member of an answer (fields per docs/protocol.md §6 and the seed example)."""
     return {
         "start": start,
         "finish": finish,

@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from b24notify.embedded_redis import EmbeddedRedisError, default_data_dir, redis_answers, start_embedded_redis
+from b24notify.devtools.embedded_redis import EmbeddedRedisError, default_data_dir, redis_answers, start_embedded_redis
+from b24notify.devtools.ports import free_port, port_is_free
 from b24notify.logs import setup_logging
-from b24notify.ports import free_port, port_is_free
 from b24notify.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def _run(settings: Settings, *, host: str, port: int, workers: int, demo: bool, 
         web = f"http://{_connect_host(host)}:{port}"
         running_demo = None
         if demo:
-            from b24notify.demo import start_demo
+            from b24notify.devtools.demo import start_demo
 
             running_demo = start_demo(stack, settings=settings, redis_url=redis_url,
                                       handler_url=f"{web}/webhooks/bitrix24")

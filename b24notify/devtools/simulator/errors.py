@@ -1,4 +1,4 @@
-"""REST errors the simulated portal answers with, and the table of standard codes (PROTOCOL.md §7).
+"""REST errors the simulated portal answers with, and the table of standard codes (docs/protocol.md §7).
 
 An error is ``{"error": code, "error_description": text}`` with an HTTP status. Codes are strings and
 may be digits (``"0"``, ``"100"``): the tasks controllers speak the old v2 dialect.
@@ -23,7 +23,7 @@ STANDARD_ERRORS: dict[str, tuple[int, str]] = {
     "insufficient_scope": (403, "The request requires higher privileges than provided by the webhook token"),
     "ACCESS_DENIED": (403, "REST API is available only on commercial plans"),
     "OVERLOAD_LIMIT": (503, "REST API is blocked due to overload"),
-    # The docs say 500, the BIZ rest.php source throws it with 403 (PROTOCOL.md §7, open question 6).
+    # The docs say 500, the BIZ rest.php source throws it with 403 (docs/protocol.md §7, open question 6).
     "PORTAL_DELETED": (403, "Portal was deleted"),
     "user_access_error": (403, "The user does not have access to the application."),
     "ERROR_METHOD_NOT_FOUND": (404, "Method not found!"),

@@ -17,12 +17,12 @@ from types import TracebackType
 
 import uvicorn
 
-from b24notify.simulator.activity import run_activity
-from b24notify.simulator.app import create_app
-from b24notify.simulator.config import SimulatorConfig
-from b24notify.simulator.control_client import SimulatorControl
-from b24notify.simulator.dispatch import ConnectionDropped
-from b24notify.simulator.oauth import OAuthAuthority
+from b24notify.devtools.simulator.activity import run_activity
+from b24notify.devtools.simulator.app import create_app
+from b24notify.devtools.simulator.config import SimulatorConfig
+from b24notify.devtools.simulator.control_client import SimulatorControl
+from b24notify.devtools.simulator.dispatch import ConnectionDropped
+from b24notify.devtools.simulator.oauth import OAuthAuthority
 
 __all__ = ["RunningSimulator", "SimulatorConfig", "serve_forever"]
 

@@ -40,7 +40,7 @@ class SimulatorConfig:
     event_duplicate_probability: float = 0.0
     event_reorder_max_ms: int = 0
     event_timeout_seconds: float = 5.0
-    # The OAuth application (PROTOCOL.md §8). Used only when the simulator makes its own
+    # The OAuth application (docs/protocol.md §8). Used only when the simulator makes its own
     # OAuthAuthority; simulators handed a shared one answer with that one's.
     oauth_client_id: str = "app.sim.1"
     oauth_client_secret: str = "sim-app-secret"

@@ -1,7 +1,7 @@
 """The simulator's Starlette app: the portal's REST endpoint, the OAuth token endpoint and the
 ``/_sim/`` control API.
 
-REST calls come by POST (JSON or PHP-style form body) or GET (query string), two ways (PROTOCOL.md §8):
+REST calls come by POST (JSON or PHP-style form body) or GET (query string), two ways (docs/protocol.md §8):
 
 - ``/rest/{user_id}/{code}/{method}[.json]``: the incoming webhook, acting as the webhook's user;
 - ``/rest/{method}[.json]`` with ``auth=<access token>`` in the query or body: the OAuth
@@ -32,15 +32,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from b24notify.devtools.simulator.auth import AUTH_PARAM, Caller, without_auth
+from b24notify.devtools.simulator.config import SimulatorConfig
+from b24notify.devtools.simulator.control import control_routes
+from b24notify.devtools.simulator.dispatch import ConnectionDropped
+from b24notify.devtools.simulator.errors import RestError
+from b24notify.devtools.simulator.oauth import OAuthAuthority
+from b24notify.devtools.simulator.simulation import Simulation
+from b24notify.devtools.simulator.token_endpoint import TokenEndpoint
 from b24notify.phpform import FormError, parse_php_query
-from b24notify.simulator.auth import AUTH_PARAM, Caller, without_auth
-from b24notify.simulator.config import SimulatorConfig
-from b24notify.simulator.control import control_routes
-from b24notify.simulator.dispatch import ConnectionDropped
-from b24notify.simulator.errors import RestError
-from b24notify.simulator.oauth import OAuthAuthority
-from b24notify.simulator.simulation import Simulation
-from b24notify.simulator.token_endpoint import TokenEndpoint
 
 WEBHOOK = "webhook"
 OAUTH = "oauth"
@@ -110,7 +110,7 @@ class RestEndpoint:
         return await self._answer(method, params, bad_request, sim.webhook_caller(), WEBHOOK)
 
     async def token_call(self, request: Request) -> Response:
-        """``/rest/{method}?auth=…``: an OAuth application's call (PROTOCOL.md §8)."""
+        """``/rest/{method}?auth=…``: an OAuth application's call (docs/protocol.md §8)."""
         sim = self.simulation
         method = sim.methods.canonical(request.path_params["method"])
         bad_request: RestError | None = None

@@ -1,4 +1,4 @@
-"""``event.bind``, ``event.unbind`` and ``event.get`` (PROTOCOL.md §10): application-only methods.
+"""``event.bind``, ``event.unbind`` and ``event.get`` (docs/protocol.md §10): application-only methods.
 
 Through the incoming webhook they answer 401 ``WRONG_AUTH_TYPE`` (§8: "Some methods need the app
 context and don't work through a webhook"). Only online handlers are simulated.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from b24notify.simulator.app_events import ON_APP_UNINSTALL
-from b24notify.simulator.app_install import DuplicateBinding, InstalledApp
-from b24notify.simulator.auth import Caller
-from b24notify.simulator.errors import RestError
-from b24notify.simulator.events import TASK_EVENTS
-from b24notify.simulator.methods import Answer, Handler
-from b24notify.simulator.params import Params, as_int, param
+from b24notify.devtools.simulator.app_events import ON_APP_UNINSTALL
+from b24notify.devtools.simulator.app_install import DuplicateBinding, InstalledApp
+from b24notify.devtools.simulator.auth import Caller
+from b24notify.devtools.simulator.errors import RestError
+from b24notify.devtools.simulator.events import TASK_EVENTS
+from b24notify.devtools.simulator.methods import Answer, Handler
+from b24notify.devtools.simulator.params import Params, as_int, param
 
 BINDABLE_EVENTS = frozenset({*TASK_EVENTS, ON_APP_UNINSTALL})
 

@@ -27,10 +27,10 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job
 
+from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig, SimulatorControl, serve_forever
+from b24notify.devtools.simulator.activity import run_activity
+from b24notify.devtools.smtp_sink import SmtpSink, print_message
 from b24notify.settings import Settings
-from b24notify.simulator import RunningSimulator, SimulatorConfig, SimulatorControl, serve_forever
-from b24notify.simulator.activity import run_activity
-from b24notify.smtp_sink import SmtpSink, print_message
 
 log = logging.getLogger(__name__)
 
@@ -251,19 +251,6 @@ def start_demo(stack: ExitStack, *, settings: Settings, redis_url: str, handler_
     print(f"b24notify: demo — simulated portal at {sim.base_url} (control API {sim.base_url}/_sim/), "
           f"SMTP sink on {sink.url}", flush=True)
     return Demo(sim, sink, namespace, token)
-
-
-def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--handler", default=None,
-                        help="where to POST events, e.g. http://127.0.0.1:8000/webhooks/bitrix24")
-    parser.add_argument("--application-token", default="sim-application-token")
-    parser.add_argument("--activity", type=float, default=None, metavar="SECONDS",
-                        help="play scripted task activity every SECONDS")
-    parser.add_argument("--rate-limit", default="2/50", help="leaky bucket DRAIN/CAPACITY, 0/0 for none")
-    parser.add_argument("--new-card", action="store_true", help="behave like the new task card (chat comments)")
-    parser.add_argument("--seed", type=int, default=0)
 
 
 def run_simulate(args: argparse.Namespace) -> int:

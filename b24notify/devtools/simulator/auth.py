@@ -1,4 +1,4 @@
-"""Who a REST call acts as, and the OAuth half of the portal's auth check (PROTOCOL.md §8).
+"""Who a REST call acts as, and the OAuth half of the portal's auth check (docs/protocol.md §8).
 
 A call comes through the incoming webhook (``/rest/{user}/{code}/{method}``, acting as the
 webhook's user) or with an application's access token (``/rest/{method}?auth=…``, acting as the
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from b24notify.simulator.errors import RestError
-from b24notify.simulator.oauth import OAuthAuthority, TokenRejected
-from b24notify.simulator.params import Params
+from b24notify.devtools.simulator.errors import RestError
+from b24notify.devtools.simulator.oauth import OAuthAuthority, TokenRejected
+from b24notify.devtools.simulator.params import Params
 
 AUTH_PARAM = "auth"
 
