@@ -13,9 +13,11 @@ from redis import Redis
 
 from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
 from b24notify.devtools.smtp_sink import SmtpSink
-from b24notify.keys import Keys
+from b24notify.dueset import DueSet
+from b24notify.keys import TASKS, Keys
 from b24notify.settings import Settings, load_settings
 from b24notify.workers.context import WorkerContext, build_context
+from tests.support.clock import Clock
 from tests.support.portal_user import PortalUser
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -50,6 +52,18 @@ def redis(redis_url: str, key_prefix: str) -> Iterator[Redis]:
 @pytest.fixture
 def keys(key_prefix: str) -> Keys:
     return Keys(key_prefix)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves by hand."""
+    return Clock()
+
+
+@pytest.fixture
+def due(redis: Redis, keys: Keys, clock: Clock) -> DueSet:
+    """The task due set on the hand-moved clock."""
+    return DueSet(redis, keys, TASKS, clock=clock)
 
 
 @pytest.fixture

@@ -16,37 +16,21 @@ from redis import Redis
 
 from b24notify.devtools.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig
 from b24notify.devtools.smtp_sink import SmtpSink
-from b24notify.keys import Keys
 from b24notify.phpform import encode_php_query
-from b24notify.portals.registry import AppInstall, AppRegistry
+from b24notify.portals.registry import AppRegistry
 from b24notify.rest.errors import PortalUnusable
 from b24notify.workers.context import WorkerContexts
+from tests.support.apps import install_directly
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
-from tests.support.servers import CountingListener, free_port, wait_for
+from tests.support.servers import CountingListener, answers, free_port, wait_for
 
 CLIENT_ID, CLIENT_SECRET = "app.sim.1", "sim-app-secret"
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def refreshes(authority: OAuthAuthority, member_id: str) -> int:
     return sum(1 for r in authority.requests() if r.member_id == member_id and r.outcome == "ok"
                and r.grant_type == "refresh_token")
-
-
-def install_directly(redis: Redis, keys: Keys, sim: RunningSimulator, authority: OAuthAuthority) -> AppInstall:
-    """An install as the web would store it, without the web (for the refresh tests)."""
-    tokens = authority.issue(sim.config.member_id, sim.domain, sim.client_endpoint, 1)
-    install = AppInstall(sim.domain, sim.config.member_id, sim.client_endpoint, "app-token",
-                         tokens["access_token"], tokens["refresh_token"], float(tokens["expires"]), 1)
-    AppRegistry(redis, keys).save(install)
-    return install
 
 
 @pytest.fixture
@@ -154,7 +138,7 @@ def app_fleet(redis_url, key_prefix, redis, authority) -> Iterator[dict]:
             "EMAIL_FROM": "b24notify@example.com", "B24NOTIFY_DEBOUNCE_SECONDS": "0.2",
         }
         processes = [CliProcess(["serve", "--port", str(web_port)], env)]
-        wait_for(lambda: _answers(public + "/readyz"), 20, "web did not start")
+        wait_for(lambda: answers(public + "/readyz"), 20, "web did not start")
         processes += [CliProcess(["worker", "--name", f"{key_prefix}-w{i}"], env) for i in range(2)]
         users = PortalUser(a.webhook_url), PortalUser(b.webhook_url)
         try:

@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
@@ -32,7 +31,7 @@ from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.metrics import decode_counters, total
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import answers, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -130,7 +129,7 @@ def chaos(redis_url, key_prefix, redis) -> Iterator[dict]:
             "B24NOTIFY_WATCH_HOT_SECONDS": "5", "B24NOTIFY_SWEEP_SECONDS": "10", "B24NOTIFY_LOG_LEVEL": "INFO",
         }
         web = CliProcess(["serve", "--port", str(web_port)], env)
-        wait_for(lambda: _answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
+        wait_for(lambda: answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
         connected = int(time.time())
         wait_for(lambda: int(time.time()) > connected, 2, "clock")  # results are stamped to the second
         fleet = Fleet(env, rng)
@@ -143,13 +142,6 @@ def chaos(redis_url, key_prefix, redis) -> Iterator[dict]:
             fleet.stop()
             web.stop()
             user.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_nothing_lost_nothing_doubled_and_settled_soon_under_chaos(chaos, redis, key_prefix):

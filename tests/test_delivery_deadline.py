@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
@@ -27,7 +26,7 @@ from b24notify.workers.deliver import deliver, deliver_many
 from b24notify.workers.sync import TaskSync
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import answers, free_port, wait_for
 
 RESULTS = 12  # the repro: 12 results in one sync, 1.5 s a mail, a 10 s lease (8 s job timeout)
 
@@ -89,7 +88,7 @@ def slow_mail(redis_url, key_prefix, redis) -> Iterator[dict]:
         user = PortalUser(sim.webhook_url)
         processes = [web]
         try:
-            wait_for(lambda: _answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
+            wait_for(lambda: answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
             connected = int(time.time())
             wait_for(lambda: int(time.time()) > connected, 2, "clock")  # results are stamped to the second
             yield {"sim": sim, "sink": sink, "user": user, "env": env, "processes": processes}
@@ -97,13 +96,6 @@ def slow_mail(redis_url, key_prefix, redis) -> Iterator[dict]:
             for process in processes:
                 process.stop()
             user.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.mark.e2e

@@ -1,27 +1,8 @@
 """The coalescing and lease rules, against a real Redis, with a controlled clock."""
 
-import pytest
 
 from b24notify.dueset import DueSet
 from b24notify.keys import TASKS
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def due(redis, keys, clock) -> DueSet:
-    return DueSet(redis, keys, TASKS, clock=clock)
 
 
 def test_burst_inside_debounce_window_becomes_one_run(due, clock):

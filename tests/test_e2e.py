@@ -15,7 +15,7 @@ from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.phpform import encode_php_query
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
-from tests.support.servers import CountingListener, free_port, wait_for
+from tests.support.servers import CountingListener, answers, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ def fleet(redis_url, key_prefix, redis) -> Iterator[dict]:
         created = int(time.time())
         wait_for(lambda: int(time.time()) > created, 2, "clock")  # results are stamped to the second
         processes.append(CliProcess(["serve", "--port", str(web_port)], env))
-        wait_for(lambda: _answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
+        wait_for(lambda: answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
         processes += [CliProcess(["worker", "--name", f"{key_prefix}-w{i}"], env) for i in range(2)]
         try:
             yield {"sim": sim, "sink": sink, "user": user, "old_task": old_task, "web": handler, "env": env,
@@ -55,13 +55,6 @@ def fleet(redis_url, key_prefix, redis) -> Iterator[dict]:
                 if p.proc.returncode not in (0, -15):
                     print(f"--- {p.args} exited {p.proc.returncode}\n{p.output()[-4000:]}")
             assert all(code in (0, -15) for code in codes), codes
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def chat(sim: RunningSimulator) -> list[str]:

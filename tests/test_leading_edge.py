@@ -12,28 +12,11 @@ from starlette.testclient import TestClient
 from b24notify.dueset import DueSet, DueSetKeys
 from b24notify.keys import TASKS
 from b24notify.service.app import create_app
+from tests.support.clock import Clock
 from tests.test_webhook import DOMAIN, TOKEN, event, post_form
 
 DEBOUNCE = 1.0
 CAP = 5.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def due(redis, keys, clock) -> DueSet:
-    return DueSet(redis, keys, TASKS, clock=clock)
 
 
 def note_event(due: DueSet, clock: Clock, member: str = "p|1") -> bool:

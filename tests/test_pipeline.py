@@ -12,22 +12,9 @@ from b24notify.keys import delivery_id, task_member
 from b24notify.metrics import decode_counters, total
 from b24notify.workers.context import WorkerContext, build_context
 from b24notify.workers.deliver import deliver
-from b24notify.workers.sync import SyncOutcome, TaskSync
+from b24notify.workers.sync import TaskSync
+from tests.support.pipeline import deliver_all, sync
 from tests.support.servers import wait_for
-
-
-def sync(ctx: WorkerContext, task_id: int) -> SyncOutcome:
-    member = task_member(ctx.portal, task_id)
-    ctx.tasks.schedule(member, at=0)
-    (claim,) = ctx.tasks.claim(1, 60, only=member)
-    return TaskSync(ctx).run(claim)
-
-
-def deliver_all(ctx: WorkerContext) -> list[str]:
-    statuses = []
-    while claims := ctx.deliveries.claim(50, 60):
-        statuses += [deliver(ctx, c).status for c in claims]
-    return statuses
 
 
 def deliver_once(ctx: WorkerContext) -> list[str]:

@@ -9,14 +9,7 @@ from b24notify.keys import task_member
 from b24notify.rest.budget import RateLimit
 from b24notify.workers.reconcile import Reconciler, Watch, WatchPolicy
 from b24notify.workers.sync import TaskSync
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def run_due_syncs(ctx) -> list:

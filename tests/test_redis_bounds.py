@@ -18,31 +18,23 @@ from redis import Redis
 from starlette.testclient import TestClient
 
 from b24notify.devtools.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig
-from b24notify.keys import Keys, task_member
+from b24notify.keys import task_member
 from b24notify.phpform import encode_php_query
-from b24notify.portals.registry import AppInstall, AppRegistry
 from b24notify.rest.budget import RateLimit
 from b24notify.service.app import create_app
 from b24notify.state_epoch import EXPIRY_SLACK_SECONDS
 from b24notify.workers.context import WorkerContext, WorkerContexts, bind_contexts, build_context, unbind_contexts
-from b24notify.workers.deliver import deliver
 from b24notify.workers.jobs import run_deliveries, run_sync
 from b24notify.workers.reconcile import Reconciler, Watch, WatchPolicy
-from b24notify.workers.sync import SyncOutcome, TaskSync
+from tests.support.apps import install_directly
+from tests.support.clock import Clock
+from tests.support.pipeline import deliver_all, sync
 from tests.support.portal_user import PortalUser
 from tests.support.servers import wait_for
 
 DAY = 86400.0
 CLIENT_ID, CLIENT_SECRET = "app.sim.1", "sim-app-secret"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-
-
-class Clock:
-    def __init__(self, now: float | None = None) -> None:
-        self.now = time.time() if now is None else now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RedisTime:
@@ -125,14 +117,6 @@ class Portal:
         self.user.close()
 
 
-def install_directly(redis: Redis, keys: Keys, sim: RunningSimulator, authority: OAuthAuthority) -> AppInstall:
-    tokens = authority.issue(sim.config.member_id, sim.domain, sim.client_endpoint, 1)
-    install = AppInstall(sim.domain, sim.config.member_id, sim.client_endpoint, "app-token",
-                         tokens["access_token"], tokens["refresh_token"], float(tokens["expires"]), 1)
-    AppRegistry(redis, keys).save(install)
-    return install
-
-
 def app_event(name: str, sim: RunningSimulator, task: int | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"FIELDS_BEFORE": {"ID": task}, "FIELDS_AFTER": "undefined"} if task else {}
     return {"event": name, "data": data, "ts": "1466439714",
@@ -192,7 +176,7 @@ def test_a_year_of_tasks_and_an_app_installed_and_uninstalled_leave_redis_bounde
         # (what is measured is what stays in Redis, not how often a task is read).
         b24_rate_limit="1000/100000", b24notify_watch_hot_seconds=9 * DAY, b24notify_watch_warm_seconds=9 * DAY,
         b24notify_watch_cold_seconds=9 * DAY)
-    clock = Clock()
+    clock = Clock(time.time())
     contexts = WorkerContexts(settings, redis, serving=True)
     contexts.tasks.clock = contexts.deliveries.clock = clock
     contexts.upkeep.wall = clock
@@ -348,20 +332,6 @@ def test_a_task_back_after_its_results_expired_tells_no_old_result(make_settings
         assert deliver_all(ctx) == ["sent"]
     finally:
         ctx.close()
-
-
-def sync(ctx: WorkerContext, task_id: int) -> SyncOutcome:
-    member = task_member(ctx.portal, task_id)
-    ctx.tasks.schedule(member, at=0)
-    (claim,) = ctx.tasks.claim(1, 60, only=member)
-    return TaskSync(ctx).run(claim)
-
-
-def deliver_all(ctx: WorkerContext) -> list[str]:
-    statuses = []
-    while claims := ctx.deliveries.claim(50, 60):
-        statuses += [deliver(ctx, c).status for c in claims]
-    return statuses
 
 
 def test_active_tasks_cost_redis_a_bounded_amount_each(make_settings, simulator, sink, redis, keys, key_prefix):

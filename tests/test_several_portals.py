@@ -16,16 +16,9 @@ from b24notify.keys import Keys
 from b24notify.phpform import encode_php_query
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import answers, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ rate_limit = "5/250"
             "B24NOTIFY_DEBOUNCE_SECONDS": "0.2",
         }
         web = CliProcess(["serve", "--port", str(web_port)], env)
-        wait_for(lambda: _answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
+        wait_for(lambda: answers(f"http://127.0.0.1:{web_port}/readyz"), 20, "web did not start")
         worker = CliProcess(["worker", "--name", f"{key_prefix}-w"], env)
         users = PortalUser(sim_a.webhook_url), PortalUser(sim_b.webhook_url)
         try:

@@ -18,17 +18,10 @@ from b24notify.doctor import run_doctor
 from b24notify.keys import task_member
 from b24notify.service.app import create_app
 from b24notify.workers.context import WorkerContext, build_context
-from b24notify.workers.deliver import deliver
 from b24notify.workers.manual import sync_now
 from b24notify.workers.sync import SyncOutcome, TaskSync
+from tests.support.pipeline import deliver_all, sync
 from tests.support.servers import wait_for
-
-
-def sync(ctx: WorkerContext, task_id: int) -> SyncOutcome:
-    member = task_member(ctx.portal, task_id)
-    ctx.tasks.schedule(member, at=0)
-    (claim,) = ctx.tasks.claim(1, 60, only=member)
-    return TaskSync(ctx).run(claim)
 
 
 def run_due_syncs(ctx: WorkerContext) -> list[SyncOutcome]:
@@ -36,13 +29,6 @@ def run_due_syncs(ctx: WorkerContext) -> list[SyncOutcome]:
     while claims := ctx.tasks.claim(50, 60):
         outcomes += TaskSync(ctx).run_many(claims)
     return outcomes
-
-
-def deliver_all(ctx: WorkerContext) -> list[str]:
-    statuses = []
-    while claims := ctx.deliveries.claim(50, 60):
-        statuses += [deliver(ctx, c).status for c in claims]
-    return statuses
 
 
 def chat_messages(simulator: RunningSimulator) -> list[str]:

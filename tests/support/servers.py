@@ -10,6 +10,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -82,3 +83,11 @@ class CountingListener:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+def answers(url: str) -> bool:
+    """The URL answers 200 now (a server that is up and ready)."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
