@@ -17,6 +17,7 @@ from redis import Redis
 
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, Keys, as_text
+from b24notify.scripts import DEADLETTER_EXPIRE
 
 # A dead delivery's record lives this long after its death (workers/deliver.py sets it, as
 # KEEP_FINISHED_SECONDS: tests/test_deadletter_purge.py checks they agree); its entry goes with it.
@@ -25,21 +26,6 @@ DEAD_RECORD_SECONDS = 30 * 86400
 REPLAYED_RECORD_SECONDS = 7 * 86400
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-# Entries that died before ARGV[3] (their records expire then), then, oldest first, entries whose
-# record is gone anyway: records die in the order their entries were written, so the walk stops
-# at the first entry whose record still exists.
-# KEYS[1] dead-letter zset; ARGV[1] delivery key prefix, ARGV[2] most entries to look at,
-# ARGV[3] oldest death time kept
-_EXPIRE = """
-local removed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
-  if redis.call('EXISTS', ARGV[1] .. id) == 1 then break end
-  redis.call('ZREM', KEYS[1], id)
-  removed = removed + 1
-end
-return removed
-"""
 
 
 def parse_age(text: str) -> float:
@@ -63,12 +49,13 @@ class DeadLetters:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._expire = redis.register_script(_EXPIRE)
+        self._expire = DEADLETTER_EXPIRE.on(redis)  # lua/deadletter_expire.lua
 
     def expire(self, now: float | None = None, limit: int = 1000) -> int:
         """Drop the entries whose delivery record expired, or did at ``now``. Returns how many."""
         oldest = (time.time() if now is None else now) - DEAD_RECORD_SECONDS
-        return int(self._expire(keys=[self.keys.deadletter()], args=[self.keys.delivery_prefix(), limit, oldest]))
+        return int(self._expire(deadletter=self.keys.deadletter(), delivery_prefix=self.keys.delivery_prefix(),
+                                limit=limit, oldest=oldest))
 
     def count(self) -> int:
         self.expire()

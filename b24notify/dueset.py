@@ -27,18 +27,14 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any
 
 from redis import Redis
 
 from b24notify.keys import Keys
+from b24notify.scripts import CLAIM, EXTEND, REAP, RELEASE, SCHEDULE
 
 SOLO_FROM_STRIKES = 2  # a member whose last two runs failed is claimed alone (claim.lua)
-
-
-def load_lua(name: str) -> str:
-    return resources.files("b24notify.lua").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -104,11 +100,11 @@ class DueSet:
         self.name = name
         self.k = DueSetKeys.of(keys, name)
         self.clock = clock
-        self._schedule = redis.register_script(load_lua("schedule"))
-        self._claim = redis.register_script(load_lua("claim"))
-        self._release = redis.register_script(load_lua("release"))
-        self._reap = redis.register_script(load_lua("reap"))
-        self._extend = redis.register_script(load_lua("extend"))
+        self._schedule = SCHEDULE.on(redis)
+        self._claim = CLAIM.on(redis)
+        self._release = RELEASE.on(redis)
+        self._reap = REAP.on(redis)
+        self._extend = EXTEND.on(redis)
 
     def schedule(self, member: str, at: float | None = None, debounce_cap: float = 0.0) -> bool:
         """Ask for a run at ``at`` (default now). See schedule.lua for the coalescing rules: with a
@@ -117,19 +113,26 @@ class DueSet:
         before anything else due."""
         now = self.clock()
         when = now if at is None else at
-        # KEYS[5..9] (drop, metrics, watch, intake rate) are the web's; ARGV says they go unused here.
+        # The drop, metrics, watch and intake-rate keys are the web's; the arguments say they go
+        # unused here (a key that is never touched: this set's own since hash stands in).
         unused = self.k.since
-        keys = [self.k.due, self.k.lease, self.k.pending, self.k.since, unused, unused, unused, unused, unused,
-                self.k.window, self.k.wake]
-        return bool(self._schedule(keys=keys, args=[member, when, "0", "", now, debounce_cap, "", "0", "0"]))
+        return bool(self._schedule(
+            due=self.k.due, lease=self.k.lease, pending=self.k.pending, since=self.k.since, drop=unused,
+            metrics=unused, watch_active=unused, watch_next=unused, intake_rate=unused, window=self.k.window,
+            wake=self.k.wake,
+            member=member, at=when, also_drop="0", metrics_field="", now=now, debounce_cap=debounce_cap,
+            task_id="", first_poll="0", burst_threshold="0",
+        ))
 
     def claim(self, limit: int, lease_seconds: float, only: str = "", gather: float = 0.0) -> list[Claim]:
         """Lease up to ``limit`` due members (or just ``only``, when it is due). With ``gather``,
         once one member is due, members due within that many seconds come along, so that tasks
         whose events arrived close together share one batch request."""
         flat: list[Any] = self._claim(
-            keys=[self.k.due, self.k.lease, self.k.token, self.k.counter, self.k.since, self.k.strikes],
-            args=[self.clock(), limit, lease_seconds, only, gather, SOLO_FROM_STRIKES],
+            due=self.k.due, lease=self.k.lease, token=self.k.token, counter=self.k.counter, since=self.k.since,
+            strikes=self.k.strikes,
+            now=self.clock(), limit=limit, lease_seconds=lease_seconds, only=only, gather=gather,
+            solo_from=SOLO_FROM_STRIKES,
         )
         items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
         return [Claim(items[i], items[i + 1]) for i in range(0, len(items), 2)]
@@ -175,23 +178,26 @@ class DueSet:
         return {m: int(v) for m, v in zip(members, values, strict=True) if v is not None}
 
     def _release_claim(self, claim: Claim, at: str, record: str = "", keep_strikes: str = "") -> bool:
-        keys = [self.k.due, self.k.lease, self.k.token, self.k.pending, self.k.strikes, self.k.parked,
-                self.k.attempts]
-        return bool(self._release(keys=keys, args=[claim.member, claim.token, at, record, keep_strikes]))
+        return bool(self._release(
+            due=self.k.due, lease=self.k.lease, token=self.k.token, pending=self.k.pending, strikes=self.k.strikes,
+            parked=self.k.parked, attempts=self.k.attempts,
+            member=claim.member, claim_token=claim.token, at=at, record=record, keep_strikes=keep_strikes,
+        ))
 
     def reap(self, limit: int = 1000) -> list[str]:
-        keys = [self.k.due, self.k.lease, self.k.token, self.k.pending, self.k.strikes]
-        reaped = self._reap(keys=keys, args=[self.clock(), limit])
+        reaped = self._reap(due=self.k.due, lease=self.k.lease, token=self.k.token, pending=self.k.pending,
+                            strikes=self.k.strikes, now=self.clock(), limit=limit)
         return [m.decode() if isinstance(m, bytes) else str(m) for m in reaped]
 
     def renew(self, claims: list[Claim], lease_seconds: float) -> list[Claim]:
         """Renew the leases still held and return those claims; drop the ones lost meanwhile."""
         if not claims:
             return []
-        args: list[Any] = [self.clock() + lease_seconds]
+        pairs: list[str] = []
         for claim in claims:
-            args += [claim.member, claim.token]
-        held = {_text(m) for m in self._extend(keys=[self.k.lease, self.k.token], args=args)}
+            pairs += [claim.member, claim.token]
+        held = {_text(m) for m in self._extend(lease=self.k.lease, token=self.k.token,
+                                               deadline=self.clock() + lease_seconds, held=pairs)}
         return [c for c in claims if c.member in held]
 
     def holds(self, claim: Claim) -> bool:

@@ -35,9 +35,9 @@ from typing import Any
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from b24notify.dueset import load_lua
 from b24notify.keys import Keys, as_text
 from b24notify.metrics import counter_field
+from b24notify.scripts import STATE_EPOCH
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +109,13 @@ class EpochAnswer:
     connected_at: dict[str, datetime]
 
 
-def _call(keys: Keys, known: str, portals: Sequence[str], now: float, by: str) -> tuple[list[str], list[Any]]:
-    script_keys = [keys.epoch(), keys.state_lost(), keys.metrics()] + [keys.connected_at(p) for p in portals]
-    args: list[Any] = [known, secrets.token_hex(8), iso_time(now), by, LOSS_RECORD_SECONDS,
-                       counter_field(LOSSES_METRIC)]
-    return script_keys, args
+def _call(keys: Keys, known: str, portals: Sequence[str], now: float, by: str) -> tuple[list[Any], list[Any]]:
+    return STATE_EPOCH.keys_args(
+        epoch=keys.epoch(), lost=keys.state_lost(), metrics=keys.metrics(),
+        connected_at=[keys.connected_at(p) for p in portals],
+        known=known, new_epoch=secrets.token_hex(8), now=iso_time(now), by=by, loss_ttl=LOSS_RECORD_SECONDS,
+        losses_field=counter_field(LOSSES_METRIC),
+    )
 
 
 def _parse(reply: Sequence[Any], portals: Sequence[str]) -> EpochAnswer:
@@ -150,7 +152,7 @@ class StateEpoch:
         self.serving = serving
         self.portals = portals
         self.clock = clock
-        self._script = redis.register_script(load_lua("state_epoch"))
+        self._script = redis.register_script(STATE_EPOCH.source)
         self._lock = threading.Lock()
         self._known = ""
         self._connected: dict[str, datetime] = {}
@@ -214,7 +216,7 @@ async def establish_async(redis: AsyncRedis, keys: Keys, known: str, portals: Se
                           now: float | None = None) -> EpochAnswer:
     """The web's side of ``StateEpoch``: the same script, on the web's async client."""
     script_keys, args = _call(keys, known, portals, time.time() if now is None else now, by)
-    reply = await redis.eval(load_lua("state_epoch"), len(script_keys), *script_keys, *args)
+    reply = await redis.eval(STATE_EPOCH.source, len(script_keys), *script_keys, *args)
     answer = _parse(reply, portals)
     _report(answer, known, by)
     return answer

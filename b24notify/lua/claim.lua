@@ -1,3 +1,5 @@
+-- KEYS: due lease token counter since strikes
+-- ARGV: now limit lease_seconds only gather solo_from
 -- Lease up to ARGV[2] members that are due at ARGV[1], so that exactly one worker works on each.
 -- A claimed member leaves the due zset and enters the lease zset with a deadline; a fencing token
 -- (from a counter) lets later writes prove they still hold the lease.

@@ -1,3 +1,5 @@
+-- KEYS: token results delivery_due attempts epoch
+-- ARGV: member claim_token now mode state delivery_prefix deliveries baseline_epoch results_ttl delivery_ttl
 -- The outbox step: store a task's new result state and queue the deliveries its diff implies, in
 -- one atomic step, only while the caller still holds the task's lease (fencing token) and the
 -- state is still the one its baseline was read from (epoch). Either the state moves forward and

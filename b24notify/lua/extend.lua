@@ -1,3 +1,5 @@
+-- KEYS: lease token
+-- ARGV: deadline held...
 -- Renew leases at the start of a job: a claim waits in the RQ queue before a worker runs it, and
 -- that wait must not eat the time the job needs. Only claims whose token still matches are
 -- renewed; the others were reaped and handed to someone else, and the job must skip them.

@@ -1,3 +1,5 @@
+-- KEYS: tat
+-- ARGV: emission tau action seconds
 -- One REST budget for the whole fleet: a GCRA (generic cell rate algorithm) limiter shared by
 -- every worker process and machine, so that together they stay under the portal's leaky bucket.
 -- The clock is Redis's own (TIME), so workers with skewed clocks still agree.

@@ -1,3 +1,5 @@
+-- KEYS: watch_next watch_active task_due watch_synced watch_status
+-- ARGV: now limit member_prefix hot_interval warm_interval cold_interval hot_age warm_age idle_age
 -- Reconciliation: results can appear with no event at all (docs/protocol.md §2), so watched tasks are
 -- re-read on an adaptive schedule. This picks the watched tasks whose poll is due, asks for a
 -- sync of each (the task due set, ZADD LT: never delays a sync already asked for), and sets each

@@ -1,3 +1,5 @@
+-- KEYS: due lease token pending strikes
+-- ARGV: now limit
 -- Give back the leases whose deadline passed: their worker died or hung. Each member becomes due
 -- now, so a crash leads to another run, never to silence. The fencing token is removed, so a
 -- late write by the old holder is refused.

@@ -1,3 +1,5 @@
+-- KEYS: due lease token pending strikes parked attempts
+-- ARGV: member claim_token at record keep_strikes
 -- End a lease: the work is done (ARGV[3] = ""), must run again at ARGV[3] (a retry), or the
 -- member is parked (ARGV[3] = "park"): it failed too often for a cause of its own and leaves the
 -- due set, recorded with its reason in KEYS[6], until an event or an operator asks for a run.

@@ -1,3 +1,5 @@
+-- KEYS: due lease pending since drop metrics watch_active watch_next intake_rate window wake
+-- ARGV: member at also_drop metrics_field now debounce_cap task_id first_poll burst_threshold
 -- Ask for one run of a member (a task to sync, a delivery to attempt) at ARGV[2].
 -- Coalescing lives here:
 -- * a member being worked on right now (leased) gets a "pending" mark instead, which
@@ -27,7 +29,7 @@
 -- time of a waiting member), KEYS[5] drop set (used when ARGV[3] = "1"), KEYS[6] metrics hash
 -- (used when ARGV[4] ~= ""), KEYS[7] watch activity zset, KEYS[8] watch next-poll zset (used when
 -- ARGV[7] ~= ""), KEYS[9] intake rate ("window start|events|events in the window before", used
--- when ARGV[9] > 0), KEYS[10] debounce windows zset (optional), KEYS[11] wake list (optional)
+-- when ARGV[9] > 0), KEYS[10] debounce windows zset, KEYS[11] wake list
 -- ARGV[1] member, ARGV[2] due at (unix s), ARGV[3] "1" to also mark the member for drop,
 -- ARGV[4] metrics field to increment ("" for none), ARGV[5] now, ARGV[6] debounce cap seconds,
 -- ARGV[7] task id for the watch set, ARGV[8] its first poll interval,
@@ -143,8 +145,8 @@ else
     end
     local target = math.max(current, at)
     if burst then
-      -- Trailing by the cap while the burst lasts, but never past BURST_SPAN caps after the
-      -- task's first event: a task is read once, after its part of the burst.
+      -- Trailing by the cap while the burst lasts, but never past three caps after the task's
+      -- first event: a task is read once, after its part of the burst.
       target = burst_slot(now + cap, since + cap * 3)
     elseif target > since + cap then
       target = since + cap

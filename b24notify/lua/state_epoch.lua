@@ -1,3 +1,5 @@
+-- KEYS: epoch lost metrics connected_at...
+-- ARGV: known new_epoch now by loss_ttl losses_field
 -- The state's epoch (state_epoch.py): made by the first serving process together with each
 -- portal's connected_at; a serving process that finds it gone or changed has found a state loss.
 -- Outcomes, by what the caller knew (ARGV[1]) and what Redis holds:

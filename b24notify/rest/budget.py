@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from b24notify.dueset import load_lua
 from b24notify.rest.errors import BudgetSpent
+from b24notify.scripts import GCRA
 
 JITTER_MARGIN = 2
 RATE_SPEC = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+)\s*$")
@@ -57,7 +57,7 @@ class RateBudget:
         self.limit = limit
         self.max_wait = max_wait
         self._sleep = sleep
-        self._script = redis.register_script(load_lua("gcra"))
+        self._script = GCRA.on(redis)
         self._emission = 1.0 / limit.drain
         # Requests reach the portal a little later, and less evenly, than we count them here: keep
         # a few requests of the burst unused so that jitter never tips the portal's bucket over.
@@ -66,7 +66,7 @@ class RateBudget:
 
     def try_take(self) -> float:
         """Spend one request if allowed now; else return how long to wait."""
-        return float(self._script(keys=[self.key], args=[self._emission, self._tau, "take", 0]))
+        return float(self._script(tat=self.key, emission=self._emission, tau=self._tau, action="take", seconds=0))
 
     def take(self) -> None:
         """Spend one request, sleeping up to ``max_wait`` in all; raise BudgetSpent beyond it,
@@ -82,4 +82,4 @@ class RateBudget:
             waited += wait
 
     def penalize(self, seconds: float) -> None:
-        self._script(keys=[self.key], args=[self._emission, self._tau, "penalize", seconds])
+        self._script(tat=self.key, emission=self._emission, tau=self._tau, action="penalize", seconds=seconds)

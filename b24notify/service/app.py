@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from b24notify.dueset import DueSetKeys, load_lua
+from b24notify.dueset import DueSetKeys
 from b24notify.events import (
     AppInstallEvent,
     EventAuth,
@@ -38,6 +38,7 @@ from b24notify.events import (
 )
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text, task_member
 from b24notify.metrics import counter_field, decode_counters, render
+from b24notify.scripts import SCHEDULE
 from b24notify.service.batching import ScriptBatch
 from b24notify.service.intake import (
     PortalIdentity,
@@ -88,7 +89,7 @@ class Intake:
         self.watch_hot = settings.b24notify_watch_hot_seconds
         self.burst_threshold = settings.b24notify_burst_events_per_second
         # Events of one loop turn share a round trip (service/batching.py); each still waits on one.
-        self.schedule = ScriptBatch(redis, load_lua("schedule"))
+        self.schedule = ScriptBatch(redis, SCHEDULE.source)
 
     async def webhook(self, request: Request) -> Response:
         event_name = "unknown"
@@ -114,14 +115,17 @@ class Intake:
         drop = event.type is EventType.ONTASKDELETE
         now = time.time()
         try:
-            scheduled = await self.schedule(
-                keys=[self.due.due, self.due.lease, self.due.pending, self.due.since, self.keys.drop(),
-                      self.keys.metrics(), self.keys.watch_active(portal), self.keys.watch_next(portal),
-                      self.keys.intake_rate(), self.due.window, self.due.wake],
-                args=[member, now + self.debounce, "1" if drop else "0",
-                      counter_field("b24notify_events", type=event.type.value, outcome="accepted"),
-                      now, self.debounce_cap, str(event.task_id), self.watch_hot, self.burst_threshold],
+            keys, args = SCHEDULE.keys_args(
+                due=self.due.due, lease=self.due.lease, pending=self.due.pending, since=self.due.since,
+                drop=self.keys.drop(), metrics=self.keys.metrics(), watch_active=self.keys.watch_active(portal),
+                watch_next=self.keys.watch_next(portal), intake_rate=self.keys.intake_rate(),
+                window=self.due.window, wake=self.due.wake,
+                member=member, at=now + self.debounce, also_drop="1" if drop else "0",
+                metrics_field=counter_field("b24notify_events", type=event.type.value, outcome="accepted"),
+                now=now, debounce_cap=self.debounce_cap, task_id=str(event.task_id), first_poll=self.watch_hot,
+                burst_threshold=self.burst_threshold,
             )
+            scheduled = await self.schedule(keys=keys, args=args)
         except RedisError as exc:
             # 503 tells the portal's log (and the operator) that we could not take the event.
             log.error("event=webhook.redis_error task=%d error=%s", event.task_id, type(exc).__name__)

@@ -29,11 +29,12 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
-from b24notify.dueset import DueSet, load_lua
+from b24notify.dueset import DueSet
 from b24notify.keys import Keys, as_text, task_member
 from b24notify.rest.budget import RateBudget, RateLimit
 from b24notify.rest.client import RestClient
 from b24notify.rest.errors import B24Error, BudgetSpent
+from b24notify.scripts import POLL_WATCH
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class Reconciler:
         self.budget = RateBudget(redis, keys.reconcile_budget(self.portal), poll_limit, max_wait=0, margin=0)
         self.sweep_budget = RateBudget(redis, keys.reconcile_budget(self.portal) + ":sweep",
                                        RateLimit(portal_limit.drain * sweep_share, 2), max_wait=0, margin=0)
-        self._poll = redis.register_script(load_lua("poll_watch"))
+        self._poll = POLL_WATCH.on(redis)
 
     def tick(self) -> None:
         self.sweep_if_due()
@@ -176,10 +177,11 @@ class Reconciler:
             return 0
         p = self.watch.policy
         scheduled, dropped = self._poll(
-            keys=[self.watch.next_key, self.watch.active_key, self.tasks.k.due, self.watch.synced_key,
-                  self.watch.status_key],
-            args=[self.watch.clock(), units * BATCH_TASKS, f"{self.portal}|",
-                  p.hot_interval, p.warm_interval, p.cold_interval, p.hot_age, p.warm_age, p.idle_age],
+            watch_next=self.watch.next_key, watch_active=self.watch.active_key, task_due=self.tasks.k.due,
+            watch_synced=self.watch.synced_key, watch_status=self.watch.status_key,
+            now=self.watch.clock(), limit=units * BATCH_TASKS, member_prefix=f"{self.portal}|",
+            hot_interval=p.hot_interval, warm_interval=p.warm_interval, cold_interval=p.cold_interval,
+            hot_age=p.hot_age, warm_age=p.warm_age, idle_age=p.idle_age,
         )
         if dropped:
             log.info("event=watch.dropped portal=%s tasks=%d reason=idle", self.portal, dropped)

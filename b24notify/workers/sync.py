@@ -21,7 +21,7 @@ from rq.timeouts import BaseTimeoutException
 
 from b24notify.alerts import Alert
 from b24notify.diff import ChangeKind, ResultChange, ResultDiff, StoredResult, diff_results
-from b24notify.dueset import Claim, load_lua
+from b24notify.dueset import Claim
 from b24notify.keys import as_text, delivery_id, split_task_member
 from b24notify.rest.errors import (
     B24Error,
@@ -33,6 +33,7 @@ from b24notify.rest.errors import (
 )
 from b24notify.rest.guard import QUERY_LIMIT_PENALTY_SECONDS
 from b24notify.results import MalformedResult, ResultList, TaskResult
+from b24notify.scripts import COMMIT_SYNC
 from b24notify.settings import portal_zone
 from b24notify.state_epoch import EPOCH_CHANGED, EXPIRY_SLACK_SECONDS
 from b24notify.task_info import TaskInfo
@@ -86,7 +87,7 @@ class TaskSync:
             zone=portal_zone(ctx.settings.b24_portal_timezone),
         )
         self.parking = Parking(ctx)
-        self._commit = ctx.redis.register_script(load_lua("commit_sync"))
+        self._commit = COMMIT_SYNC.on(ctx.redis)
         self._fetched_at = 0.0
         self._baseline = ctx.baseline()
 
@@ -298,12 +299,13 @@ class TaskSync:
         ]
         state = {str(rid): stored.to_json() for rid, stored in (diff.state if diff else {}).items()}
         result = self._commit(
-            keys=[ctx.tasks.k.token, ctx.keys.results(ctx.portal, task_id), ctx.deliveries.k.due,
-                  ctx.tasks.k.attempts, ctx.keys.epoch()],
-            args=[claim.member, claim.token, ctx.clock(), "store" if diff is not None else "drop",
-                  json.dumps(state) if state else "{}", ctx.keys.delivery_prefix(), json.dumps(deliveries),
-                  self._baseline.epoch, int(self._baseline.keep_seconds + EXPIRY_SLACK_SECONDS),
-                  KEEP_FINISHED_SECONDS],
+            token=ctx.tasks.k.token, results=ctx.keys.results(ctx.portal, task_id), delivery_due=ctx.deliveries.k.due,
+            attempts=ctx.tasks.k.attempts, epoch=ctx.keys.epoch(),
+            member=claim.member, claim_token=claim.token, now=ctx.clock(),
+            mode="store" if diff is not None else "drop", state=json.dumps(state) if state else "{}",
+            delivery_prefix=ctx.keys.delivery_prefix(), deliveries=json.dumps(deliveries),
+            baseline_epoch=self._baseline.epoch,
+            results_ttl=int(self._baseline.keep_seconds + EXPIRY_SLACK_SECONDS), delivery_ttl=KEEP_FINISHED_SECONDS,
         )
         queued = int(result)
         if queued == EPOCH_CHANGED:

@@ -25,28 +25,12 @@ from b24notify.deadletter import DeadLetters
 from b24notify.dueset import DueSetKeys, ParkedMember
 from b24notify.keys import TASKS, Keys, as_text
 from b24notify.portals.registry import RemovedPortals
+from b24notify.scripts import LEFTOVERS
 
 log = logging.getLogger(__name__)
 
 UPKEEP_SECONDS = 60.0
 PARKED_KEEP_SECONDS = 30 * 86400.0
-
-# KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] parked hash, KEYS[4] attempts hash, KEYS[5] drop set
-# Returns how many leftovers were removed.
-_LEFTOVERS = """
-local function orphan(member)
-  return not redis.call('ZSCORE', KEYS[1], member) and not redis.call('ZSCORE', KEYS[2], member)
-    and redis.call('HEXISTS', KEYS[3], member) == 0
-end
-local removed = 0
-for _, member in ipairs(redis.call('HKEYS', KEYS[4])) do
-  if orphan(member) then removed = removed + redis.call('HDEL', KEYS[4], member) end
-end
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  if orphan(member) then removed = removed + redis.call('SREM', KEYS[5], member) end
-end
-return removed
-"""
 
 
 class Upkeep:
@@ -61,7 +45,7 @@ class Upkeep:
         self.wall = wall  # the time dead letters are aged by
         self.dead = DeadLetters(redis, keys)
         self.removed = RemovedPortals(redis, keys)
-        self._leftovers = redis.register_script(_LEFTOVERS)
+        self._leftovers = LEFTOVERS.on(redis)  # lua/leftovers.lua
         self._next = 0.0
 
     def run_if_due(self) -> bool:
@@ -79,8 +63,8 @@ class Upkeep:
         tasks = DueSetKeys.of(self.keys, TASKS)
         done = {
             "deadletter": self.dead.expire(self.wall()),
-            "leftovers": int(self._leftovers(keys=[tasks.due, tasks.lease, tasks.parked, tasks.attempts,
-                                                   self.keys.drop()])),
+            "leftovers": int(self._leftovers(due=tasks.due, lease=tasks.lease, parked=tasks.parked,
+                                             attempts=tasks.attempts, drop=self.keys.drop())),
             "portal_keys": self.removed.clean(self.wall()),
             "parked": self._forget_old_parked(tasks),
         }
