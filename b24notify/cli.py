@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from b24notify.portals.spec import require_channels
 from b24notify.settings import ConfigError, Settings, load_settings
 
 
@@ -33,7 +34,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from b24notify.workers.worker import run_worker
 
     settings = _settings(args)
-    settings.require_channels()
+    require_channels(settings)
     setup_logging(settings.b24notify_log_level)
     run_worker(settings, burst=args.burst, name=args.name)
     return 0
@@ -50,7 +51,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from b24notify.workers.manual import sync_now
 
     settings = _settings(args)
-    settings.require_channels()
+    require_channels(settings)
     setup_logging(settings.b24notify_log_level)
     return sync_now(settings, args.task, send=not args.no_send, portal=args.portal)
 

@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 from redis import Redis
 from redis.exceptions import RedisError
 
-from b24notify.channels.email import SmtpConfig, classify_smtp_error
+from b24notify.channels.email import classify_smtp_error
 from b24notify.deadletter import DeadLetters
 from b24notify.dueset import DueSet, ParkedMember
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text
+from b24notify.portals.spec import require_channels
 from b24notify.rest.errors import B24Error
 from b24notify.settings import ConfigError, Settings
+from b24notify.settings.smtp import SmtpConfig
 from b24notify.state_epoch import StateLoss
 from b24notify.workers.context import WorkerContexts
 
@@ -33,7 +35,7 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
         out(f"warn  {name:<10} {detail}")
 
     try:
-        settings.require_channels()
+        require_channels(settings)
         check("config", True, f"{'app mode' if settings.app_mode else 'webhook mode'}, "
                               f"channels {', '.join(settings.channel_names) or 'per portal'}")
     except ConfigError as exc:

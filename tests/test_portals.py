@@ -8,7 +8,7 @@ import pytest
 
 from b24notify.portals.binding import APP_EVENTS, missing_events, webhook_setup_steps
 from b24notify.portals.registry import AppInstall, AppRegistry, endpoint_problem
-from b24notify.portals.spec import webhook_portals
+from b24notify.portals.spec import require_channels, webhook_portals
 from b24notify.settings import ConfigError
 
 SECRET = "s3cr3t-code-do-not-print"
@@ -43,7 +43,7 @@ notify_email = ["ops@b.example"]
                                                                       ("ops@b.example",))
     assert (a.application_token, b.application_token, b.member_id) == ("token-a", "token-b", "m-b")
     assert SECRET not in repr(a)  # a logged spec never shows the webhook code
-    settings.require_channels()
+    require_channels(settings)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -86,7 +86,7 @@ def test_mode_rules(make_settings):
     with pytest.raises(ConfigError, match="B24_CLIENT_SECRET: is required"):
         make_settings(b24_client_id="app.1").require_portal()
     app = make_settings(b24_client_id="app.1", b24_client_secret="x", notify_chat="chat1")
-    app.require_channels()
+    require_channels(app)
     assert app.app_mode and webhook_portals(app) == []
     with pytest.raises(ConfigError, match="B24_OAUTH_URL: must use https"):
         make_settings(b24_oauth_url="http://oauth.example.com/oauth/token/")

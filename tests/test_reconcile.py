@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from b24notify.keys import task_member
-from b24notify.rest.budget import RateLimit
+from b24notify.settings.rates import RateLimit
 from b24notify.workers.reconcile import Reconciler, Watch, WatchPolicy
 from b24notify.workers.sync import TaskSync
 from tests.support.clock import Clock

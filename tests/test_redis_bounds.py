@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 from b24notify.devtools.simulator import OAuthAuthority, RunningSimulator, SimulatorConfig
 from b24notify.keys import task_member
 from b24notify.phpform import encode_php_query
-from b24notify.rest.budget import RateLimit
 from b24notify.service.app import create_app
+from b24notify.settings.rates import RateLimit
 from b24notify.state_epoch import EXPIRY_SLACK_SECONDS
 from b24notify.workers.context import WorkerContext, WorkerContexts, bind_contexts, build_context, unbind_contexts
 from b24notify.workers.jobs import run_deliveries, run_sync

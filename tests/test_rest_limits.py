@@ -10,9 +10,10 @@ import time
 import pytest
 
 from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
-from b24notify.rest.budget import RateBudget, RateLimit
+from b24notify.rest.budget import RateBudget
 from b24notify.rest.errors import BudgetSpent, OperationTimeLimit
 from b24notify.rest.operating import OperatingBudget
+from b24notify.settings.rates import RateLimit
 
 
 def test_rate_limit_spec_parses_and_rejects_nonsense():

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from b24notify.portals.spec import require_channels
 from b24notify.settings import ConfigError, load_settings, parse_webhook_url
 
 GOOD = {
@@ -31,7 +32,7 @@ def env(monkeypatch):
 
 def test_documented_variables_are_read_from_the_environment(env):
     s = load_settings()
-    s.require_channels()
+    require_channels(s)
     assert s.portal == "acme.bitrix24.com"
     assert s.webhook.portal_url == "https://acme.bitrix24.com"
     assert s.notify_email == ["a@example.com", "b@example.com"]
@@ -83,7 +84,7 @@ def test_http_webhook_allowed_for_loopback_only():
 def test_missing_required_values_are_named(env, missing, fragment):
     env.delenv(missing)
     with pytest.raises(ConfigError, match=fragment):
-        load_settings().require_channels()
+        require_channels(load_settings())
 
 
 def test_worker_exits_at_start_with_one_line_naming_the_variable(env):

@@ -23,6 +23,7 @@ import httpx
 from b24notify.devtools.embedded_redis import EmbeddedRedisError, default_data_dir, redis_answers, start_embedded_redis
 from b24notify.devtools.ports import free_port, port_is_free
 from b24notify.logs import setup_logging
+from b24notify.portals.spec import require_channels
 from b24notify.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def run_up(*, env_file: str | None, host: str, port: int | None, workers: int, d
     setup_logging(settings.b24notify_log_level)
     demo = demo or not (settings.b24_webhook_url or settings.b24notify_config or settings.app_mode)
     if not demo:
-        settings.require_channels()
+        require_channels(settings)
     try:
         port = choose_port(host, port, demo=demo)
     except PortBusy as exc:

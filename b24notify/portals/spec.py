@@ -11,14 +11,12 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from b24notify.settings import DIALOG_ID, EMAIL_ADDRESS, ConfigError, Webhook, parse_webhook_url
-
-if TYPE_CHECKING:
-    from b24notify.settings import Settings
+from b24notify.settings import DIALOG_ID, EMAIL_ADDRESS, ConfigError, Settings, Webhook, parse_webhook_url
+from b24notify.settings.rates import RateLimit
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,6 @@ class PortalEntry(BaseModel):
     @field_validator("rate_limit")
     @classmethod
     def _rate(cls, value: str | None) -> str | None:
-        from b24notify.rest.budget import RateLimit
-
         if value is not None:
             RateLimit.parse(value)
         return value
@@ -142,3 +138,22 @@ def _spec(settings: Settings, webhook: Webhook, token: str, member_id: str | Non
         notify_email=tuple(notify_email if notify_email is not None else settings.notify_email),
         webhook=webhook,
     )
+
+
+def require_channels(settings: Settings) -> None:
+    """What a worker needs on top of ``Settings.require_portal``: every webhook portal has a
+    channel, and e-mail is fully configured when any portal sends it."""
+    settings.require_portal()
+    emails = bool(settings.notify_email)
+    if not settings.app_mode:
+        portals = webhook_portals(settings)
+        for portal in portals:
+            if not portal.notify_chat and not portal.notify_email:
+                raise ConfigError("NOTIFY_CHAT / NOTIFY_EMAIL: set at least one of them"
+                                  + (f" (portal {portal.key})" if len(portals) > 1 else ""))
+        emails = emails or any(p.notify_email for p in portals)
+    if emails:
+        if settings.smtp_url is None:
+            raise ConfigError("SMTP_URL: is required when NOTIFY_EMAIL is set")
+        if settings.email_from is None:
+            raise ConfigError("EMAIL_FROM: is required when NOTIFY_EMAIL is set")

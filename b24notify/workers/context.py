@@ -20,15 +20,15 @@ from redis import Redis
 
 from b24notify.channels.base import Channel
 from b24notify.channels.chat import ChatChannel
-from b24notify.channels.email import EmailChannel, SmtpConfig
+from b24notify.channels.email import EmailChannel
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text
 from b24notify.metrics import Counters
 from b24notify.portals.binding import bind_events, handler_url
 from b24notify.portals.directory import PortalDirectory
 from b24notify.portals.registry import AppInstall
-from b24notify.portals.spec import PortalSpec
-from b24notify.rest.budget import RateBudget, RateLimit
+from b24notify.portals.spec import PortalSpec, require_channels
+from b24notify.rest.budget import RateBudget
 from b24notify.rest.client import RestClient
 from b24notify.rest.credentials import Credentials, WebhookCredentials
 from b24notify.rest.errors import B24Error
@@ -36,8 +36,10 @@ from b24notify.rest.guard import PortalGuard
 from b24notify.rest.oauth import AppTokens, OAuthApp, OAuthCredentials
 from b24notify.rest.operating import OperatingBudget
 from b24notify.settings import Settings
+from b24notify.settings.rates import RateLimit
+from b24notify.settings.smtp import SmtpConfig
 from b24notify.state_epoch import Baseline, StateEpoch, process_name
-from b24notify.workers.reconcile import Reconciler, Watch
+from b24notify.workers.reconcile import Reconciler, Watch, WatchPolicy
 from b24notify.workers.upkeep import Upkeep
 
 SPEC_RECHECK_SECONDS = 30.0  # how soon a reinstall or an uninstall reaches a running worker
@@ -86,7 +88,7 @@ class WorkerContexts:
 
     def __init__(self, settings: Settings, redis: Redis, *, clock: Callable[[], float] = time.monotonic,
                  serving: bool = False) -> None:
-        settings.require_channels()
+        require_channels(settings)
         self.settings = settings
         self.redis = redis
         self.keys = Keys(settings.b24notify_key_prefix)
@@ -208,7 +210,7 @@ class WorkerContexts:
         if spec.notify_email and settings.smtp_url is not None and settings.email_from:
             smtp = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
             channels["email"] = EmailChannel(smtp, settings.email_from, spec.notify_email)
-        watch = Watch(redis, keys, spec.key, settings.watch_policy())
+        watch = Watch(redis, keys, spec.key, WatchPolicy.from_settings(settings))
         reconciler = None
         if settings.b24_reconcile_share > 0:
             reconciler = Reconciler(redis, keys, client, self.tasks, watch,

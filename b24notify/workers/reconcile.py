@@ -31,10 +31,12 @@ from redis import Redis
 
 from b24notify.dueset import DueSet
 from b24notify.keys import Keys, as_text, task_member
-from b24notify.rest.budget import RateBudget, RateLimit
+from b24notify.rest.budget import RateBudget
 from b24notify.rest.client import RestClient
 from b24notify.rest.errors import B24Error, BudgetSpent
 from b24notify.scripts import POLL_WATCH
+from b24notify.settings import Settings
+from b24notify.settings.rates import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,16 @@ class WatchPolicy:
     warm_age: float = 86400.0
     idle_age: float = 7 * 86400.0
     sweep_interval: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WatchPolicy:
+        return cls(
+            hot_interval=settings.b24notify_watch_hot_seconds,
+            warm_interval=settings.b24notify_watch_warm_seconds,
+            cold_interval=settings.b24notify_watch_cold_seconds,
+            idle_age=settings.b24notify_watch_idle_days * 86400,
+            sweep_interval=settings.b24notify_sweep_seconds,
+        )
 
 
 class Watch:

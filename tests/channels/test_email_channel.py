@@ -13,10 +13,11 @@ import pytest
 
 from b24notify.alerts import sample_alert
 from b24notify.channels.base import Channel, DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from b24notify.channels.email import EmailChannel, SmtpConfig
+from b24notify.channels.email import EmailChannel
 from b24notify.devtools.smtp_sink import SmtpSink, print_message
 from b24notify.diff import ChangeKind
 from b24notify.render.email import message_id
+from b24notify.settings.smtp import SmtpConfig
 
 SENDER = "b24notify <alerts@example.com>"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from b24notify.channels.email import EmailChannel, SmtpConfig
+from b24notify.channels.email import EmailChannel
+from b24notify.settings.smtp import SmtpConfig
 
 SECRET = "s3cr3t/p@ss:word"
 SECRET_QUOTED = "s3cr3t%2Fp%40ss%3Aword"

@@ -10,11 +10,12 @@ import sys
 from redis import Redis
 
 from b24notify.keys import Keys
-from b24notify.rest.budget import RateBudget, RateLimit
+from b24notify.rest.budget import RateBudget
 from b24notify.rest.client import RestClient
 from b24notify.rest.guard import PortalGuard
 from b24notify.rest.operating import OperatingBudget
 from b24notify.settings import parse_webhook_url
+from b24notify.settings.rates import RateLimit
 
 
 def main() -> int:

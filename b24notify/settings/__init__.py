@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,8 +20,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-if TYPE_CHECKING:
-    from b24notify.workers.reconcile import WatchPolicy
+from b24notify.settings.rates import RateLimit
+from b24notify.settings.smtp import SmtpConfig
 
 WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>\d+)/(?P<code>[^/]+)/?$")
 DIALOG_ID = re.compile(r"^(chat\d+|sg\d+|\d+)$")
@@ -203,8 +203,6 @@ class Settings(BaseSettings):
     def _smtp(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        from b24notify.channels.email import SmtpConfig
-
         SmtpConfig.from_url(value.get_secret_value())
         return value
 
@@ -219,8 +217,6 @@ class Settings(BaseSettings):
     @field_validator("b24_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
-        from b24notify.rest.budget import RateLimit
-
         RateLimit.parse(value)
         return value
 
@@ -280,36 +276,6 @@ class Settings(BaseSettings):
         elif self.b24notify_config is None and not self.app_mode:
             raise ConfigError("B24_WEBHOOK_URL: is not set (https://PORTAL/rest/USER_ID/CODE/); "
                               "or give B24NOTIFY_CONFIG (several portals) or B24_CLIENT_ID (app mode)")
-
-    def require_channels(self) -> None:
-        """What a worker needs on top: every portal has a channel, and e-mail is fully configured."""
-        self.require_portal()
-        emails = bool(self.notify_email)
-        if not self.app_mode:
-            from b24notify.portals.spec import webhook_portals
-
-            portals = webhook_portals(self)
-            for portal in portals:
-                if not portal.notify_chat and not portal.notify_email:
-                    raise ConfigError("NOTIFY_CHAT / NOTIFY_EMAIL: set at least one of them"
-                                      + (f" (portal {portal.key})" if len(portals) > 1 else ""))
-            emails = emails or any(p.notify_email for p in portals)
-        if emails:
-            if self.smtp_url is None:
-                raise ConfigError("SMTP_URL: is required when NOTIFY_EMAIL is set")
-            if self.email_from is None:
-                raise ConfigError("EMAIL_FROM: is required when NOTIFY_EMAIL is set")
-
-    def watch_policy(self) -> WatchPolicy:
-        from b24notify.workers.reconcile import WatchPolicy
-
-        return WatchPolicy(
-            hot_interval=self.b24notify_watch_hot_seconds,
-            warm_interval=self.b24notify_watch_warm_seconds,
-            cold_interval=self.b24notify_watch_cold_seconds,
-            idle_age=self.b24notify_watch_idle_days * 86400,
-            sweep_interval=self.b24notify_sweep_seconds,
-        )
 
     @property
     def channel_names(self) -> tuple[str, ...]:
