@@ -12,7 +12,8 @@ A last name ending in ``...`` takes a sequence, spliced in at the end (``KEYS[4.
 tests/test_lua_scripts.py checks every header against the script's body.
 
 The workers call through :meth:`LuaScript.on` (redis-py's registered script: EVALSHA, the text
-loaded on NOSCRIPT); the web builds the same ``keys_args`` and sends them its own way
+loaded on NOSCRIPT), the web through :meth:`LuaScript.on_async` (the same, on its asyncio client)
+or, on the webhook's hot path, builds the same ``keys_args`` and pipelines them its own way
 (``service/batching.py``). Nothing is read before the first use: the text is read once, lazily.
 """
 
@@ -25,7 +26,8 @@ from importlib import resources
 from typing import Any
 
 from redis import Redis
-from redis.commands.core import Script
+from redis.asyncio import Redis as AsyncRedis
+from redis.commands.core import AsyncScript, Script
 
 _HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)
 VARIADIC = "..."
@@ -95,6 +97,10 @@ class LuaScript:
         """The script registered on one client (per client, as redis-py's ``register_script``)."""
         return BoundScript(self, redis.register_script(self.source))
 
+    def on_async(self, redis: AsyncRedis) -> AsyncBoundScript:
+        """The same on an asyncio client: ``await SCRIPT.on_async(redis)(name=…)``."""
+        return AsyncBoundScript(self, redis.register_script(self.source))
+
     def _take(self, names: tuple[str, ...], named: dict[str, Any]) -> list[Any]:
         values: list[Any] = []
         for name in names:
@@ -120,8 +126,27 @@ class BoundScript:
         self._registered = registered
 
     def __call__(self, **named: Any) -> Any:
-        keys, args = self.script.keys_args(**named)
+        return self.run(self.script.keys_args(**named))
+
+    def run(self, built: tuple[list[Any], list[Any]]) -> Any:
+        """Run a call built by ``keys_args`` (a builder shared by the sync and async sides)."""
+        keys, args = built
         return self._registered(keys=keys, args=args)
+
+
+class AsyncBoundScript:
+    """A :class:`LuaScript` registered on an asyncio client."""
+
+    def __init__(self, script: LuaScript, registered: AsyncScript) -> None:
+        self.script = script
+        self._registered = registered
+
+    async def __call__(self, **named: Any) -> Any:
+        return await self.run(self.script.keys_args(**named))
+
+    async def run(self, built: tuple[list[Any], list[Any]]) -> Any:
+        keys, args = built
+        return await self._registered(keys=keys, args=args)
 
 
 SCHEDULE = LuaScript("schedule")
@@ -135,5 +160,9 @@ POLL_WATCH = LuaScript("poll_watch")
 STATE_EPOCH = LuaScript("state_epoch")
 LEFTOVERS = LuaScript("leftovers")
 DEADLETTER_EXPIRE = LuaScript("deadletter_expire")
+APP_INSTALL = LuaScript("app_install")
+APP_UNINSTALL = LuaScript("app_uninstall")
+REPLACE_TOKENS = LuaScript("replace_tokens")
+LOCK_RELEASE = LuaScript("lock_release")
 ALL = (SCHEDULE, CLAIM, RELEASE, REAP, EXTEND, COMMIT_SYNC, GCRA, POLL_WATCH, STATE_EPOCH, LEFTOVERS,
-       DEADLETTER_EXPIRE)
+       DEADLETTER_EXPIRE, APP_INSTALL, APP_UNINSTALL, REPLACE_TOKENS, LOCK_RELEASE)

@@ -96,7 +96,8 @@ def test_a_wrong_name_fails_before_redis_is_asked(redis, keys):
 
 def _call_sites() -> list[tuple[str, int, LuaScript, set[str], bool]]:
     """Every call of a script in the package: ``SCRIPT.keys_args(...)`` and the calls of an
-    attribute set from ``SCRIPT.on(...)``; with the keyword names given and whether ``**`` is used."""
+    attribute set from ``SCRIPT.on(...)``, and ``SCRIPT.on(redis)(...)`` / ``SCRIPT.on_async(redis)(...)``;
+    with the keyword names given and whether ``**`` is used."""
     sites = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -110,12 +111,24 @@ def _call_sites() -> list[tuple[str, int, LuaScript, set[str], bool]]:
                     if isinstance(target, ast.Attribute):
                         bound[target.attr] = getattr(scripts, node.value.func.value.id)
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            if not isinstance(node, ast.Call):
                 continue
             func = node.func
+            if isinstance(func, ast.Call):  # SCRIPT.on(redis)(name=…) and SCRIPT.on_async(redis)(name=…)
+                inner = func.func
+                if (isinstance(inner, ast.Attribute) and inner.attr in ("on", "on_async")
+                        and isinstance(inner.value, ast.Name)
+                        and isinstance(script := getattr(scripts, inner.value.id, None), LuaScript)):
+                    names = {k.arg for k in node.keywords if k.arg is not None}
+                    spread = any(k.arg is None for k in node.keywords) or bool(node.args)
+                    sites.append((str(path.relative_to(PACKAGE)), node.lineno, script, names, spread))
+                continue
+            if not isinstance(func, ast.Attribute):
+                continue
             script = None
             if func.attr == "keys_args" and isinstance(func.value, ast.Name):
                 script = getattr(scripts, func.value.id, None)
+
             elif func.attr in bound and isinstance(func.value, ast.Name) and func.value.id == "self":
                 script = bound[func.attr]
             if isinstance(script, LuaScript):

@@ -1,9 +1,13 @@
 """App installs (OAuth application mode), kept in Redis so every web and worker process sees them.
 
 One hash per portal, keyed by its domain (``host[:port]``, what events carry as ``auth[domain]``)
-and a set of installed portals. The refresh token is single-use (docs/protocol.md §8): it is only ever
-replaced through :meth:`AppRegistry.replace_tokens`, which checks that it still holds the token
-the refresh started from.
+and a set of installed portals. Every write is one Lua script, whoever makes it: an install
+(``lua/app_install.lua``: also clears a halt, sets ``connected_at`` once, refuses another
+``member_id``), an uninstall (``lua/app_uninstall.lua``) and a token refresh
+(``lua/replace_tokens.lua``). :class:`AppRegistry` calls them for the workers and tools,
+:class:`AsyncAppRegistry` for the web, with the same names from the same functions
+(:func:`install_call`, :func:`uninstall_call`). The refresh token is single-use (docs/protocol.md
+§8): it is only ever replaced by a compare-and-set on the token the refresh started from.
 """
 
 from __future__ import annotations
@@ -12,24 +16,20 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from b24notify.keys import Keys, as_text
 from b24notify.metrics import Counters
-from b24notify.portals.spec import PortalSpec
+from b24notify.portals.spec import PortalSpec, app_portal
+from b24notify.scripts import APP_INSTALL, APP_UNINSTALL, REPLACE_TOKENS
 from b24notify.settings import Settings, is_loopback_host
 
 log = logging.getLogger(__name__)
-
-# Compare-and-set: new tokens are written only over the refresh token they were made from.
-_REPLACE_TOKENS = """
-if redis.call('HGET', KEYS[1], 'refresh_token') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'access_token', ARGV[2], 'refresh_token', ARGV[3], 'expires', ARGV[4])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,9 @@ class AppInstall:
             return None
 
     def portal_spec(self, settings: Settings) -> PortalSpec:
-        parts = urlsplit(self.client_endpoint)
-        chat = settings.notify_chat or (str(self.user_id) if self.user_id else None)
-        return PortalSpec(
-            key=self.domain, portal_url=f"{parts.scheme}://{parts.netloc}",
-            application_token=self.application_token, member_id=self.member_id,
-            rate_limit=settings.b24_rate_limit, notify_chat=chat, notify_email=tuple(settings.notify_email),
-        )
+        return app_portal(settings, domain=self.domain, client_endpoint=self.client_endpoint,
+                          application_token=self.application_token, member_id=self.member_id,
+                          user_id=self.user_id)
 
 
 def endpoint_problem(client_endpoint: str, domain: str) -> str | None:
@@ -82,7 +78,30 @@ def endpoint_problem(client_endpoint: str, domain: str) -> str | None:
     return None
 
 
+Built = tuple[list[Any], list[Any]]
+
+
+def install_call(keys: Keys, install: AppInstall, now: float) -> Built:
+    """``app_install.lua``'s KEYS and ARGV for storing ``install`` (both registries run it)."""
+    portal = install.domain
+    return APP_INSTALL.keys_args(
+        install=keys.app_install(portal), installs=keys.app_installs(), halted=keys.halted(portal),
+        connected_at=keys.connected_at(portal), domain=portal, member_id=install.member_id,
+        connected_stamp=datetime.fromtimestamp(now, UTC).isoformat(),
+        fields=[part for pair in install.to_mapping().items() for part in pair],
+    )
+
+
+def uninstall_call(keys: Keys, portal: str, at: float) -> Built:
+    """``app_uninstall.lua``'s KEYS and ARGV for forgetting ``portal``."""
+    return APP_UNINSTALL.keys_args(
+        install=keys.app_install(portal), installs=keys.app_installs(), removed=keys.removed_portals(),
+        portal_state=portal_state_keys(keys, portal), domain=portal, mark=removal_mark(at))
+
+
 class AppRegistry:
+    """The installs, for the workers and the command line (a sync client)."""
+
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
@@ -94,27 +113,52 @@ class AppRegistry:
     def portals(self) -> list[str]:
         return sorted(as_text(m) for m in self.redis.smembers(self.keys.app_installs()))
 
-    def save(self, install: AppInstall) -> None:
-        pipe = self.redis.pipeline()
-        pipe.delete(self.keys.app_install(install.domain))
-        pipe.hset(self.keys.app_install(install.domain), mapping=install.to_mapping())
-        pipe.sadd(self.keys.app_installs(), install.domain)
-        pipe.execute()
+    def save(self, install: AppInstall, now: float | None = None) -> bool:
+        """Store an install. False (nothing written): another member_id holds this domain."""
+        call = install_call(self.keys, install, time.time() if now is None else now)
+        return bool(APP_INSTALL.on(self.redis).run(call))
 
-    def remove(self, portal: str, at: float | None = None) -> None:
+    def remove(self, portal: str, at: float | None = None) -> bool:
         """The app left the portal (``ONAPPUNINSTALL``): forget the install and what we kept about
         the portal now; its per-task state follows within minutes (``RemovedPortals``)."""
-        pipe = self.redis.pipeline()
-        pipe.delete(self.keys.app_install(portal), *portal_state_keys(self.keys, portal))
-        pipe.srem(self.keys.app_installs(), portal)
-        pipe.hset(self.keys.removed_portals(), portal, removal_mark(time.time() if at is None else at))
-        pipe.execute()
+        call = uninstall_call(self.keys, portal, time.time() if at is None else at)
+        return bool(APP_UNINSTALL.on(self.redis).run(call))
 
     def replace_tokens(self, install: AppInstall, access_token: str, refresh_token: str, expires: float) -> bool:
-        done = self.redis.eval(_REPLACE_TOKENS, 1, self.keys.app_install(install.domain),
-                               install.refresh_token, access_token, refresh_token, repr(expires))
+        done = REPLACE_TOKENS.on(self.redis)(
+            install=self.keys.app_install(install.domain), old_refresh_token=install.refresh_token,
+            access_token=access_token, refresh_token=refresh_token, expires=repr(expires))
         return bool(done)
 
+
+class AsyncAppRegistry:
+    """The same installs for the web (an asyncio client): the same scripts and names."""
+
+    def __init__(self, redis: AsyncRedis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def credentials(self, portal: str) -> tuple[str, str | None] | None:
+        """What an event from ``portal`` must carry: its application token and member_id."""
+        token, member = await self.redis.hmget(self.keys.app_install(portal), ["application_token", "member_id"])
+        if token is None:
+            return None
+        return as_text(token), as_text(member) if member is not None else None
+
+    async def member_id(self, portal: str) -> str | None:
+        member = await self.redis.hget(self.keys.app_install(portal), "member_id")
+        return as_text(member) if member is not None else None
+
+    async def portals(self) -> list[str]:
+        return sorted(as_text(m) for m in await self.redis.smembers(self.keys.app_installs()))
+
+    async def save(self, install: AppInstall, now: float | None = None) -> bool:
+        call = install_call(self.keys, install, time.time() if now is None else now)
+        return bool(await APP_INSTALL.on_async(self.redis).run(call))
+
+    async def remove(self, portal: str, at: float | None = None) -> bool:
+        call = uninstall_call(self.keys, portal, time.time() if at is None else at)
+        return bool(await APP_UNINSTALL.on_async(self.redis).run(call))
 
 
 def portal_state_keys(keys: Keys, portal: str) -> list[str]:

@@ -1,17 +1,22 @@
 """One portal as the rest of the code sees it, however it was configured.
 
 Webhook mode gets its portals from ``B24_WEBHOOK_URL`` (one) and/or a TOML file
-(``B24NOTIFY_CONFIG``, several); app mode from installs (``portals/registry.py``). Both end as a
-:class:`PortalSpec`, so sync, delivery and reconciliation never ask which mode they are in.
+(``B24NOTIFY_CONFIG``, several); app mode from installs (``portals/registry.py``). All three end
+as a :class:`PortalSpec`, built in this file only, so sync, delivery, reconciliation and the web
+never ask which mode they are in.
+
+A new per-portal setting touches this file: a field of :class:`PortalSpec`, the same name in
+:class:`PortalEntry` (its TOML key, validated there) and one line in :func:`_options` (what it is
+when the entry leaves it out: the global setting, if it has one in ``settings/``).
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -95,13 +100,13 @@ def webhook_portals(settings: Settings) -> list[PortalSpec]:
     specs: list[PortalSpec] = []
     if settings.b24_webhook_url is not None:
         token = settings.b24_application_token.get_secret_value() if settings.b24_application_token else ""
-        specs.append(_spec(settings, parse_webhook_url(settings.b24_webhook_url.get_secret_value()), token,
-                           settings.b24_member_id, None, None, None))
+        specs.append(_webhook_portal(parse_webhook_url(settings.b24_webhook_url.get_secret_value()), token,
+                                     settings.b24_member_id, _options(settings, None)))
     if settings.b24notify_config is not None:
         for entry in load_portal_file(settings.b24notify_config):
-            specs.append(_spec(settings, parse_webhook_url(entry.webhook_url.get_secret_value()),
-                               entry.application_token.get_secret_value(), entry.member_id, entry.rate_limit,
-                               entry.notify_chat, entry.notify_email))
+            specs.append(_webhook_portal(parse_webhook_url(entry.webhook_url.get_secret_value()),
+                                         entry.application_token.get_secret_value(), entry.member_id,
+                                         _options(settings, entry)))
     seen: set[str] = set()
     for spec in specs:
         if spec.key in seen:
@@ -126,18 +131,33 @@ def load_portal_file(path: Path) -> list[PortalEntry]:
         raise ConfigError(f"B24NOTIFY_CONFIG: {path}: {where}: {message}") from None
 
 
-def _spec(settings: Settings, webhook: Webhook, token: str, member_id: str | None, rate_limit: str | None,
-          notify_chat: str | None, notify_email: Sequence[str] | None) -> PortalSpec:
-    return PortalSpec(
-        key=webhook.netloc,
-        portal_url=webhook.portal_url,
-        application_token=token,
-        member_id=member_id,
-        rate_limit=rate_limit or settings.b24_rate_limit,
-        notify_chat=notify_chat if notify_chat is not None else settings.notify_chat,
-        notify_email=tuple(notify_email if notify_email is not None else settings.notify_email),
-        webhook=webhook,
-    )
+def app_portal(settings: Settings, *, domain: str, client_endpoint: str, application_token: str,
+               member_id: str, user_id: int) -> PortalSpec:
+    """An app install as a portal. Chat goes to ``NOTIFY_CHAT`` or else to who installed the app."""
+    parts = urlsplit(client_endpoint)
+    installer_chat = str(user_id) if user_id else None
+    return PortalSpec(key=domain, portal_url=f"{parts.scheme}://{parts.netloc}",
+                      application_token=application_token, member_id=member_id,
+                      **_options(settings, None, default_chat=installer_chat))
+
+
+def _options(settings: Settings, entry: PortalEntry | None, default_chat: str | None = None) -> dict[str, Any]:
+    """The per-portal settings: the TOML entry's where it sets them, else the global ones."""
+    def own(name: str) -> Any:
+        return getattr(entry, name) if entry is not None else None
+
+    chat = own("notify_chat")
+    email = own("notify_email")
+    return {
+        "rate_limit": own("rate_limit") or settings.b24_rate_limit,
+        "notify_chat": chat if chat is not None else (settings.notify_chat or default_chat),
+        "notify_email": tuple(email if email is not None else settings.notify_email),
+    }
+
+
+def _webhook_portal(webhook: Webhook, token: str, member_id: str | None, options: dict[str, Any]) -> PortalSpec:
+    return PortalSpec(key=webhook.netloc, portal_url=webhook.portal_url, application_token=token,
+                      member_id=member_id, webhook=webhook, **options)
 
 
 def require_channels(settings: Settings) -> None:

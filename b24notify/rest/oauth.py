@@ -25,12 +25,12 @@ from redis import Redis
 from b24notify.keys import Keys
 from b24notify.portals.registry import AppInstall, AppRegistry
 from b24notify.rest.errors import PortalUnusable, ServerError, TransportError
+from b24notify.scripts import LOCK_RELEASE
 
 log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 15.0  # longer than one refresh request may take (timeout below)
 REFRESH_TIMEOUT = 10.0
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class AppTokens:
                 try:
                     self._refresh_holding_lock(stale_access_token)
                 finally:
-                    self.redis.eval(_RELEASE, 1, lock, me)
+                    LOCK_RELEASE.on(self.redis)(lock=lock, owner=me)
                 return
             if self._clock() > deadline:
                 raise TransportError("OAUTH_LOCK_TIMEOUT", "another process is still refreshing", method="oauth")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from datetime import UTC, datetime
 
 import httpx
 from redis.asyncio import Redis
 
 from b24notify.events import AppInstallEvent, AppUninstallEvent
-from b24notify.keys import Keys, as_text
-from b24notify.portals.registry import AppInstall, endpoint_problem, portal_state_keys, removal_mark
+from b24notify.keys import Keys
+from b24notify.portals.registry import AppInstall, AsyncAppRegistry, endpoint_problem
 from b24notify.portals.spec import PortalSpec, webhook_portals
 from b24notify.rest.errors import B24Error, PortalUnusable
 from b24notify.rest.oauth import OAuthApp, request_refresh_async
@@ -31,8 +30,7 @@ log = logging.getLogger(__name__)
 class WebPortals:
     def __init__(self, settings: Settings, redis: Redis, keys: Keys) -> None:
         settings.require_portal()
-        self.redis = redis
-        self.keys = keys
+        self.registry = AsyncAppRegistry(redis, keys)
         self.static: dict[str, PortalSpec] = {spec.key: spec for spec in webhook_portals(settings)}
         # Built once: the webhook looks one up per event.
         self._static_identity = {key: PortalIdentity(spec.application_token, spec.key, spec.member_id)
@@ -57,14 +55,15 @@ class WebPortals:
             return PortalIdentity(spec.application_token, spec.key, spec.member_id)
         if self.app is None or not key:
             return None
-        token, member = await self.redis.hmget(self.keys.app_install(key), ["application_token", "member_id"])
-        if token is None:
+        credentials = await self.registry.credentials(key)
+        if credentials is None:
             return None
-        return PortalIdentity(as_text(token), key, as_text(member) if member is not None else None)
+        token, member = credentials
+        return PortalIdentity(token, key, member)
 
     async def portal_keys(self) -> list[str]:
-        installed = [as_text(m) for m in await self.redis.smembers(self.keys.app_installs())] if self.app else []
-        return list(self.static) + sorted(p for p in installed if p not in self.static)
+        installed = await self.registry.portals() if self.app else []
+        return list(self.static) + [p for p in installed if p not in self.static]
 
     async def install(self, event: AppInstallEvent, http: httpx.AsyncClient) -> str:
         if self.app is None:
@@ -74,8 +73,8 @@ class WebPortals:
         problem = endpoint_problem(event.client_endpoint, event.domain)
         if problem:
             raise Rejection(403, "install_refused", problem)
-        existing = await self.redis.hget(self.keys.app_install(event.domain), "member_id")
-        if existing is not None and as_text(existing) != event.member_id:
+        existing = await self.registry.member_id(event.domain)
+        if existing is not None and existing != event.member_id:
             raise Rejection(403, "install_refused", "another member_id is installed under this domain")
         try:
             grant = await request_refresh_async(http, self.app, event.refresh_token)
@@ -98,14 +97,9 @@ class WebPortals:
             refresh_token=grant.refresh_token, expires=grant.expires, user_id=event.user_id or grant.user_id,
             installed_at=time.time(),
         )
-        pipe = self.redis.pipeline()
-        pipe.delete(self.keys.app_install(install.domain))
-        pipe.hset(self.keys.app_install(install.domain), mapping=install.to_mapping())
-        pipe.sadd(self.keys.app_installs(), install.domain)
-        pipe.delete(self.keys.halted(install.domain))  # a reinstall is the operator's fix for a halt
-        # Results pinned before the install are a silent baseline (kept from an earlier install).
-        pipe.set(self.keys.connected_at(install.domain), datetime.now(UTC).isoformat(), nx=True)
-        await pipe.execute()
+        # The check above saves an OAuth call; the script checks again, atomically (two installs racing).
+        if not await self.registry.save(install):
+            raise Rejection(403, "install_refused", "another member_id is installed under this domain")
         log.info("event=app.installed portal=%s member=%s", install.domain, install.member_id)
         return install.domain
 
@@ -119,11 +113,7 @@ class WebPortals:
             raise Rejection(401, "bad_token", "auth[application_token] does not match the install")
         # Forget the portal: its install and whole-portal keys now, its per-task state within minutes
         # (a worker's upkeep, RemovedPortals). A reinstall starts afresh, with a new connected_at.
-        pipe = self.redis.pipeline()
-        pipe.delete(self.keys.app_install(event.domain), *portal_state_keys(self.keys, event.domain))
-        pipe.srem(self.keys.app_installs(), event.domain)
-        pipe.hset(self.keys.removed_portals(), event.domain, removal_mark(time.time()))
-        await pipe.execute()
+        await self.registry.remove(event.domain)
         log.info("event=app.uninstalled portal=%s", event.domain)
         return event.domain
 
