@@ -1,4 +1,5 @@
-"""``b24notify`` command line: serve, worker, sync, register, deadletter, doctor, up, simulate."""
+"""``b24notify`` command line: serve, worker, sync, register, deadletter, prefs, doctor, preview, up,
+simulate."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from b24notify.i18n import LANGUAGES
 from b24notify.portals.spec import require_channels
+from b24notify.render.preview import PREVIEW_KINDS, preview
 from b24notify.settings import ConfigError, Settings, load_settings
 
 
@@ -95,6 +98,62 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
     for delivery in replayed:
         print(f"queued again: {delivery}")
     print(f"{len(replayed)} queued again")
+    return 0
+
+
+def cmd_prefs(args: argparse.Namespace) -> int:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from b24notify.keys import Keys
+    from b24notify.portals.directory import PortalDirectory
+    from b24notify.prefs import Prefs, PrefsStore, PrefsUpdate, parse_user_id, table
+
+    def refuse(message: str) -> int:
+        print(f"b24notify: prefs {args.action}: {message}", file=sys.stderr)
+        return 2
+
+    change: tuple[int, PrefsUpdate] | None = None
+    if args.action == "set":  # every value is checked before Redis is touched: a bad one writes nothing
+        if args.mute and args.unmute:
+            return refuse("--mute and --unmute together: give one of them")
+        try:
+            change = parse_user_id(args.user), PrefsUpdate.parse(
+                muted=True if args.mute else False if args.unmute else None,
+                kinds=args.kinds, via=args.via, language=args.language)
+        except ValueError as exc:
+            return refuse(f"--{exc}")
+        if change[1].empty:
+            return refuse("nothing to set: give --mute, --unmute, --kinds, --via or --language")
+    settings = _settings(args)
+    keys = Keys(settings.b24notify_key_prefix)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        directory = PortalDirectory(settings, redis, keys)
+        portal = args.portal.strip().lower()
+        if directory.get(portal) is None:
+            configured = ", ".join(directory.portals()) or "none"
+            # What was given may be the webhook URL, with its secret: never echo a URL.
+            shown = "(give it as host[:port], not a URL)" if any(c in portal for c in "/@?#") else portal
+            return refuse(f"unknown portal {shown}; configured portals: {configured}")
+        store = PrefsStore(redis, keys)
+        if change is None:
+            rows: dict[int, Prefs] = store.all(portal)
+        else:
+            user_id, update = change
+            rows = {user_id: store.apply(portal, user_id, update)}
+    except RedisError as exc:
+        print(f"b24notify: prefs {args.action}: Redis did not answer: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        redis.close()
+    for line in table(rows):
+        print(line)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    print(preview(args.language, args.kind, args.count))
     return 0
 
 
@@ -194,8 +253,38 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", metavar="AGE", help="only those dead longer than AGE: 7d, 12h, 30m")
     deadletter.set_defaults(func=cmd_deadletter)
 
+    prefs = sub.add_parser(
+        "prefs", help="per-person preferences: mute, kinds, channels, language",
+        description="Preferences of one person on one portal. A change applies from the next sync "
+                    "after the command returns (every sync reads them).")
+    prefs_sub = prefs.add_subparsers(dest="action", required=True)
+    portal_help = "the portal as `doctor` names it: the webhook URL's host[:port], or an app install's domain"
+    prefs_set = prefs_sub.add_parser(
+        "set", help="change one person's preferences (the options not given stay as they are)",
+        description="Change one person's preferences; the options not given stay as they are. "
+                    "Applies from the next sync after this command returns.")
+    prefs_set.add_argument("--portal", required=True, metavar="HOST", help=portal_help)
+    prefs_set.add_argument("--user", required=True, metavar="ID", help="the person's Bitrix24 user id")
+    prefs_set.add_argument("--mute", action="store_true", help="tell this person nothing")
+    prefs_set.add_argument("--unmute", action="store_true", help="undo --mute")
+    prefs_set.add_argument("--kinds", metavar="KINDS",
+                           help="the changes this person is told about: new,closed,edited,removed; all (the default)")
+    prefs_set.add_argument("--via", metavar="CHANNELS",
+                           help="the channels accepted for personal alerts: chat (personal notification in "
+                                "Bitrix24), email; all (the default: whatever the route says)")
+    prefs_set.add_argument("--language", metavar="LANG", help="en, ru; default (the portal's language)")
+    prefs_list = prefs_sub.add_parser("list", help="show the preferences set on a portal")
+    prefs_list.add_argument("--portal", required=True, metavar="HOST", help=portal_help)
+    prefs.set_defaults(func=cmd_prefs)
+
     doctor = sub.add_parser("doctor", help="check config, Redis, the portal and the queues")
     doctor.set_defaults(func=cmd_doctor)
+
+    sample = sub.add_parser("preview", help="print the chat message and the e-mail of a sample alert")
+    sample.add_argument("--language", choices=LANGUAGES, default="en")
+    sample.add_argument("--kind", choices=PREVIEW_KINDS, default="new")
+    sample.add_argument("--count", type=int, default=1, help="results in the sample (2 or more: a digest)")
+    sample.set_defaults(func=cmd_preview)
 
     up = sub.add_parser("up", help="web + workers on this machine; a demo portal when none is configured")
     up.add_argument("--host", default="127.0.0.1")

@@ -21,10 +21,11 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:drop`` | set | task members whose state must be forgotten (ONTASKDELETE) | web; upkeep removes members neither due nor leased | none |
 | ``P:results:{portal}:{task}`` | hash | result id → StoredResult JSON, plus ``_known`` (last commit, unix s) | sync job commit (Lua); upkeep after an uninstall | ``B24NOTIFY_RESULTS_KEEP_DAYS`` + 1 h, renewed by every commit |
 | ``P:gone:{portal}:{task}`` | hash | the results hash of a task whose state was dropped (error ``0``, ONTASKDELETE), so that a task that comes back (access restored, restored from the bin) resumes from it | sync job | 30 days (as long as sent deliveries) |
-| ``P:delivery:{delivery_id}`` | hash | alert JSON, channel, status, attempts, last_error; ``failing_since`` and ``early_failures`` (the retry schedule's state, ``workers/retries.py``); ``in_flight`` (a chat send whose outcome is unknown) | sync commit, delivery jobs | 30 days from its creation; 30 days again once sent or dead |
+| ``P:delivery:{delivery_id}`` | hash | notice JSON (alerts, target, language; a record from before issue 9 holds one alert), channel, status, attempts, last_error; ``failing_since`` and ``early_failures`` (the retry schedule's state, ``workers/retries.py``); ``in_flight`` (a chat send whose outcome is unknown) | sync commit, delivery jobs | 30 days from its creation; 30 days again once sent or dead |
 | ``P:deadletter`` | zset | delivery id → when it was dead-lettered | delivery jobs; ``deadletter purge``; upkeep drops entries older than their record (30 days) | none (entries 30 days) |
 | ``P:cache:task:{portal}:{task}`` | string | TaskInfo JSON | sync job | ``B24NOTIFY_TASK_CACHE_SECONDS`` |
-| ``P:cache:user:{portal}:{user}`` | string | display name | sync job | ``B24NOTIFY_USER_CACHE_SECONDS`` |
+| ``P:cache:person:{portal}:{user}`` | string | JSON: name, e-mail, active (``user.get``) | sync job | ``B24NOTIFY_USER_CACHE_SECONDS`` |
+| ``P:prefs:{portal}`` | hash | user id → JSON preferences (mute, kinds, channels, language) | ``b24notify prefs set`` | none; deleted by ``ONAPPUNINSTALL`` |
 | ``P:intake:rate`` | string | ``window start|events|events before`` of the current second and the one before, to tell a burst (``schedule``) | web | 10 s |
 | ``P:metrics`` | hash | ``name{labels}`` → counter | everyone; a portal's fields are removed after its uninstall (upkeep) | none |
 | ``P:budget:{portal}`` | string | the fleet's GCRA clock (theoretical arrival time) for the portal's REST bucket | REST client (Lua) | a minute past idle |
@@ -113,7 +114,10 @@ class Keys:
         return f"{self.prefix}:cache:task:{portal}:{task_id}"
 
     def user_cache(self, portal: str, user_id: int) -> str:
-        return f"{self.prefix}:cache:user:{portal}:{user_id}"
+        return f"{self.prefix}:cache:person:{portal}:{user_id}"  # a JSON UserInfo (issue 9; was a name)
+
+    def prefs(self, portal: str) -> str:
+        return f"{self.prefix}:prefs:{portal}"  # hash: user id -> JSON Prefs (b24notify prefs set)
 
     def budget(self, portal: str) -> str:
         return f"{self.prefix}:budget:{portal}"
@@ -189,10 +193,6 @@ def task_member(portal: str, task_id: int) -> str:
 def split_task_member(member: str) -> tuple[str, int]:
     portal, _, task = member.rpartition("|")
     return portal, int(task)
-
-
-def delivery_id(alert_key: str, channel: str) -> str:
-    return f"{alert_key}|{channel}"
 
 
 def _glob_escape(text: str) -> str:

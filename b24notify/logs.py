@@ -20,7 +20,9 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore"):
+    # Apprise and urllib3 (under it) log the URLs they call at DEBUG and INFO, and an Apprise URL
+    # carries its service's token.
+    for noisy in ("httpx", "httpcore", "apprise", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for chatty in CHATTY_LOGGERS:
         logging.getLogger(chatty).setLevel(rq_logging_level(level))

@@ -25,6 +25,8 @@ HELP = {
     "b24notify_rest_calls": "Bitrix24 REST calls, by method and outcome",
     "b24notify_notifications": "Notification deliveries, by channel and outcome",
     "b24notify_changes": "Result changes found, by kind",
+    "b24notify_alerts_skipped": "Alerts not sent to a person, by reason: muted, kind and channel (their "
+                                "preferences), actor (they made the change), inactive, no_email",
     "b24notify_state_losses": "Times the state in Redis was found lost (epoch gone or changed); "
                               "b24notify started over silently each time",
 }

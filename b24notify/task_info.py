@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -20,6 +20,11 @@ class TaskInfo:
     group_id: int  # 0 when the task is in no group / project
     status: int
     created_by: int
+    # The people of the task (issue 9): who waits for its results. Defaults keep task details
+    # cached by an earlier version readable.
+    accomplices: tuple[int, ...] = field(default=())
+    auditors: tuple[int, ...] = field(default=())
+    closed_by: int = 0  # who completed it, when the portal says
 
     def path(self) -> str:
         """The task's page on the portal (docs/protocol.md §9 "Link to a task in the portal UI")."""
@@ -32,11 +37,23 @@ class TaskInfo:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> TaskInfo:
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        data["accomplices"] = tuple(data.get("accomplices") or ())
+        data["auditors"] = tuple(data.get("auditors") or ())
+        return cls(**data)
 
 
 def _int(value: Any) -> int:
     return int(value) if value not in (None, "") else 0
+
+
+def _ids(value: Any) -> tuple[int, ...]:
+    """A list of user ids as the portal sends it (strings, sometimes a dict keyed by position)."""
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if not isinstance(value, list):
+        return ()
+    return tuple(dict.fromkeys(int(v) for v in value if str(v).strip().isdigit() and int(v) > 0))
 
 
 def parse_task(raw: Any) -> TaskInfo:
@@ -54,6 +71,9 @@ def parse_task(raw: Any) -> TaskInfo:
             group_id=_int(task.get("groupId")),
             status=_int(task.get("status")),
             created_by=_int(task.get("createdBy")),
+            accomplices=_ids(task.get("accomplices")),
+            auditors=_ids(task.get("auditors")),
+            closed_by=_int(task.get("closedBy")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedTask(f"cannot parse task: {exc}") from exc

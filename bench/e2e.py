@@ -2,7 +2,8 @@
 N workers, two debounce settings) against a bare synchronous handler, side by side in one run.
 
     .venv/bin/python bench/e2e.py [--tasks 200] [--rate 20] [--workers 2] [--debounce 1 0] [--poll 0.1]
-                                  [--bucket-tasks 30] [--bucket-rate 1] [--no-bucket] [--keep-logs]
+                                  [--bucket-tasks 30] [--bucket-rate 1] [--no-bucket] [--no-main]
+                                  [--routing {fixed,people,both}] [--keep-logs]
 
 Each configuration gets a fresh simulator (in this process), SMTP sink and Redis key prefix:
 create the tasks through the simulator's REST, start the handler, play a few warm-up results, then
@@ -15,6 +16,13 @@ own ``created_at`` is useless here, the portal stamps it to the second.
 The main runs turn the portal's rate limit off (simulator ``bucket_capacity=0``, and b24notify's
 own fleet budget ``B24_RATE_LIMIT`` raised to match); the bucket runs use the default 2/50 on
 both sides, fewer events, and the posts count against the bucket like any integration's.
+
+``--routing`` picks the bucket runs' routing: ``fixed`` (NOTIFY_CHAT to one dialog, as the main
+runs), ``people`` (``NOTIFY_PEOPLE=creator,auditors``, no chat, no e-mail: each task names three
+people to tell, none of them the result's author, reached by a personal notification,
+``im.notify.system.add``) or ``both``, side by side in a REST-cost table: requests per result and
+per alert (recipient × result). A people alert's latency runs from the event queued to the portal's
+answer of the request carrying its notification (a ``batch``, usually).
 
 Needs Redis at REDIS_URL (default redis://127.0.0.1:6379/14; each run uses its own prefix and
 deletes its keys afterwards).
@@ -47,6 +55,7 @@ from redis import Redis
 from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
 from b24notify.devtools.smtp_sink import SmtpSink
 from b24notify.settings import Settings
+from bench import _people
 from bench._fleet import BareHandler, Fleet, delete_keys, wait_until
 
 WARMUP_TASKS = 5
@@ -100,12 +109,23 @@ class Scenario:
     rate: float  # results posted per second
     debounce: float | None = None  # b24notify only
     bucket: bool = False  # the portal's default 2/50 leaky bucket on
+    routing: str = "fixed"  # "fixed": NOTIFY_CHAT; "people": NOTIFY_PEOPLE (b24notify only)
+
+    @property
+    def people(self) -> bool:
+        return self.routing == "people"
+
+    @property
+    def recipients(self) -> int:
+        """Alerts per result."""
+        return len(_people.RECIPIENTS) if self.people else 1
 
     @property
     def name(self) -> str:
         who = (f"b24notify, B24NOTIFY_DEBOUNCE_SECONDS={self.debounce:g}" if self.handler == "b24notify"
                else "bare handler")
-        return f"{who}{', bucket 2/50' if self.bucket else ''}"
+        routed = f", NOTIFY_PEOPLE={_people.NOTIFY_PEOPLE}" if self.people else ""
+        return f"{who}{', bucket 2/50' if self.bucket else ''}{routed}"
 
 
 @dataclass
@@ -124,6 +144,18 @@ class Outcome:
     settled: bool = True  # nothing in flight, due or leased when we counted
     rest_calls: Counter[str] = field(default_factory=Counter)
     rest_errors: Counter[str] = field(default_factory=Counter)
+    # Alerts: recipient × result, each a chat message (fixed) or a personal notification (people).
+    alerts: int = 0  # distinct (result, recipient) told
+    alert_duplicates: int = 0
+    alert_missing: int = 0
+    alert_latencies_ms: list[float] = field(default_factory=list)  # event queued → its alert answered
+    refused_503: int = 0  # the handler's requests the portal answered 503 (its bucket full)
+    sub_calls: Counter[str] = field(default_factory=Counter)  # per method, batches opened
+    carried: Counter[str] = field(default_factory=Counter)  # requests by what they carried
+
+    @property
+    def requests(self) -> int:
+        return sum(self.rest_calls.values())
 
     @property
     def throughput(self) -> float:
@@ -149,8 +181,10 @@ class Portal:
             raise RuntimeError(f"{method}: {payload}")
         return payload["result"]
 
-    def add_task(self, title: str) -> int:
-        fields = {"TITLE": title, "RESPONSIBLE_ID": 503, "CREATED_BY": 1}
+    def add_task(self, title: str, *, created_by: int = 1, auditors: tuple[int, ...] = ()) -> int:
+        fields: dict[str, Any] = {"TITLE": title, "RESPONSIBLE_ID": 503, "CREATED_BY": created_by}
+        if auditors:
+            fields["AUDITORS"] = list(auditors)
         return int(self.call("tasks.task.add", {"fields": fields})["task"]["id"])
 
     def post_result(self, task_id: int) -> None:
@@ -219,6 +253,17 @@ def messaged_tasks(sim: RunningSimulator) -> Counter[int]:
     return Counter(int(m[1]) for message in sim.control.messages() if (m := MARK.search(str(message["message"]))))
 
 
+def told_tasks(sim: RunningSimulator, scenario: Scenario) -> set[int]:
+    """The bench results every recipient has been told of: in the chat, or each of the task's
+    people by a personal notification."""
+    if not scenario.people:
+        return set(messaged_tasks(sim))
+    told: dict[int, set[int]] = {}
+    for task_id, user_id in _people.notified(sim.control.notification_history()):
+        told.setdefault(task_id, set()).add(user_id)
+    return {task_id for task_id, users in told.items() if users >= _people.RECIPIENTS}
+
+
 def fleet_idle(redis: Redis, prefix: str) -> bool:
     """Nothing due, nothing leased: no sync and no delivery left to run, so no message to come."""
     return sum(int(redis.zcard(f"{prefix}:{kind}:{name}")) for kind in ("due", "lease")
@@ -241,13 +286,17 @@ def handler_for(scenario: Scenario, sim: RunningSimulator, sink: SmtpSink, args:
     env = {
         "REDIS_URL": args.redis_url, "B24NOTIFY_KEY_PREFIX": prefix, "B24NOTIFY_QUEUE": f"{prefix}-q",
         "B24_WEBHOOK_URL": sim.webhook_url, "B24_APPLICATION_TOKEN": sim.config.application_token,
-        "NOTIFY_CHAT": DIALOG_ID, "NOTIFY_EMAIL": "team@example.com", "SMTP_URL": sink.url,
-        "EMAIL_FROM": "b24notify@example.com",
         "B24NOTIFY_DEBOUNCE_SECONDS": f"{scenario.debounce:g}",
         "B24NOTIFY_POLL_SECONDS": f"{args.poll:g}",
         "B24_RATE_LIMIT": "2/50" if scenario.bucket else UNLIMITED_RATE,
         "B24NOTIFY_LOG_LEVEL": "INFO",
     }
+    if scenario.people:
+        # Personal notifications only: no chat, and no SMTP, so no e-mail to the people either.
+        env["NOTIFY_PEOPLE"] = _people.NOTIFY_PEOPLE
+    else:
+        env.update({"NOTIFY_CHAT": DIALOG_ID, "NOTIFY_EMAIL": "team@example.com", "SMTP_URL": sink.url,
+                    "EMAIL_FROM": "b24notify@example.com"})
     redis = Redis.from_url(args.redis_url)
     try:
         with Fleet(env, port=port, workers=args.workers, log_dir=log_dir):
@@ -262,14 +311,17 @@ def run(scenario: Scenario, args: argparse.Namespace, log_dir: Path) -> Outcome:
     config = SimulatorConfig(bucket_capacity=0)  # events off (no handler) while we set the stage
     with SmtpSink() as sink, RunningSimulator(config) as sim:
         portal = Portal(sim.webhook_url)
+        people: dict[str, Any] = ({"created_by": _people.CREATOR, "auditors": _people.AUDITORS} if scenario.people
+                                  else {})
         try:
-            warmup = [portal.add_task(f"Warm-up task {i}") for i in range(WARMUP_TASKS)]
-            measured = [portal.add_task(f"Bench task {i}") for i in range(scenario.tasks)]
+            warmup = [portal.add_task(f"Warm-up task {i}", **people) for i in range(WARMUP_TASKS)]
+            measured = [portal.add_task(f"Bench task {i}", **people) for i in range(scenario.tasks)]
             with handler_for(scenario, sim, sink, args, log_dir) as (url, idle):
                 sim.control.configure(handler_url=url)
-                # Warm-up: connections, Lua scripts, first imports; not measured.
+                # Warm-up: connections, Lua scripts, first imports and, for people, the user.get
+                # cache of the three people: not measured.
                 post_steadily(portal, warmup, 10)
-                wait_until(lambda: set(warmup) <= set(messaged_tasks(sim)), 30, "warm-up results got no message")
+                wait_until(lambda: set(warmup) <= told_tasks(sim, scenario), 30, "warm-up results got no message")
                 wait_until(lambda: sim.control.wait_events(1) and idle(), 30, "warm-up did not settle")
                 # The warm-up's 10/s is not the measured rate: let the intake's one-second windows
                 # (burst detection, the debounce's leading edge) forget it first.
@@ -278,18 +330,21 @@ def run(scenario: Scenario, args: argparse.Namespace, log_dir: Path) -> Outcome:
                     sim.control.configure(bucket_capacity=50, bucket_drain_per_second=2.0)
                 post_steadily(portal, measured, scenario.rate)
                 deadline = time.monotonic() + args.drain
-                while time.monotonic() < deadline and not set(measured) <= set(messaged_tasks(sim)):
+                while time.monotonic() < deadline and not set(measured) <= told_tasks(sim, scenario):
                     time.sleep(0.25)
                 # Quiet (no event in flight, nothing due or leased) before counting duplicates.
                 outcome.settled = quiet_within(lambda: bool(sim.control.wait_events(1)) and idle(), args.drain)
                 events = sim.control.events()
                 shown = messaged_tasks(sim)
+                history = sim.control.notification_history()
                 log = sim.control.calls()
             outcome.mails = len(sink.messages)
         finally:
             outcome.posts_refused = portal.refused
             portal.close()
     measure(outcome, set(measured), events, shown, log["calls"])
+    if scenario.people:
+        measure_people(outcome, set(measured), events, history, log["calls"])
     return outcome
 
 
@@ -327,15 +382,48 @@ def measure(outcome: Outcome, measured: set[int], events: list[dict[str, Any]], 
     outcome.messages = sum(counts.values())
     outcome.duplicates = sum(n - 1 for n in counts.values() if n > 1)
     outcome.missing = sum(1 for n in counts.values() if n == 0)
-    if queued_at and posted:
+    if queued_at:
         began = min(queued_at.values())
-        outcome.seconds = max(posted.values()) - began
+        if posted:
+            outcome.seconds = max(posted.values()) - began
         # The handler's requests from the first measured event on: what it spent of the portal.
         for call in calls:
             if call["at"] >= began and call["method"] not in OUR_OWN_CALLS:
                 outcome.rest_calls[call["method"]] += 1
                 if call["error"]:
                     outcome.rest_errors[call["error"]] += 1
+                outcome.refused_503 += call["http_status"] == 503
+                if call["http_status"] == 200:
+                    outcome.sub_calls.update(_people.sub_calls(call))
+                outcome.carried[_people.carried(call)] += 1
+    # Fixed routing: an alert is a result's chat message.
+    outcome.alerts = sum(1 for n in counts.values() if n > 0)
+    outcome.alert_duplicates, outcome.alert_missing = outcome.duplicates, outcome.missing
+    outcome.alert_latencies_ms = list(outcome.latencies_ms)
+
+
+def measure_people(outcome: Outcome, measured: set[int], events: list[dict[str, Any]],
+                   history: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+    """People routing: an alert is one person's notification of one result; its latency runs from
+    the event queued to the answer of the request that carried the notification."""
+    queued_at: dict[int, float] = {}
+    for event in events:
+        if event["event"] == "ONTASKCOMMENTADD" and event["task_id"] in measured:
+            queued_at.setdefault(event["task_id"], event["queued_at"])
+    answered: dict[tuple[int, int], float] = {}
+    for task_id, user_id, at in _people.notify_posts(calls):
+        if task_id in measured:
+            answered.setdefault((task_id, user_id), at)
+    outcome.alert_latencies_ms = [(at - queued_at[t]) * 1000 for (t, _), at in answered.items() if t in queued_at]
+    counts = _people.notified(history)
+    wanted = {(t, u) for t in measured for u in _people.RECIPIENTS}
+    told = {pair: counts[pair] for pair in wanted if counts[pair] > 0}
+    outcome.alerts = len(told)
+    outcome.alert_duplicates = sum(n - 1 for n in told.values()) + sum(
+        n for (t, u), n in counts.items() if t in measured and (t, u) not in wanted)  # someone not to tell
+    outcome.alert_missing = len(wanted) - len(told)
+    if queued_at and answered:
+        outcome.seconds = max(answered.values()) - min(queued_at.values())
 
 
 def print_table(outcomes: list[Outcome], args: argparse.Namespace, measured_at: str) -> None:
@@ -347,6 +435,8 @@ def print_table(outcomes: list[Outcome], args: argparse.Namespace, measured_at: 
           "| duplicates | missing |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for o in outcomes:
+        if o.scenario.people:
+            continue  # no chat message: in the REST-cost table below
         ms = o.latencies_ms
         print(f"| {o.scenario.name} | {o.events} | {o.scenario.rate:g} | {percentile(ms, 50):.0f} "
               f"| {percentile(ms, 95):.0f} | {percentile(ms, 99):.0f} | {max(ms, default=float('nan')):.0f} "
@@ -367,6 +457,45 @@ def print_table(outcomes: list[Outcome], args: argparse.Namespace, measured_at: 
         if not o.settled:
             notes.append(f"NOT QUIET after {args.drain:g} s: work was still due or leased when counted")
         print(f"- {o.scenario.name}: " + "; ".join(notes))
+    print_cost_table([o for o in outcomes if o.scenario.bucket])
+
+
+def print_cost_table(outcomes: list[Outcome]) -> None:
+    """Requests per result and per alert, fixed-target and people routing side by side."""
+    if not outcomes:
+        return
+    print("\nREST cost under the 2/50 bucket (simulator bucket_capacity=50, drain 2/s; B24_RATE_LIMIT=2/50). "
+          f"fixed: NOTIFY_CHAT={DIALOG_ID} (+ NOTIFY_EMAIL over SMTP, which costs no REST request); "
+          f"people: NOTIFY_PEOPLE={_people.NOTIFY_PEOPLE}, no NOTIFY_CHAT and no SMTP_URL/EMAIL_FROM/NOTIFY_EMAIL "
+          f"(personal notifications only, so both rows count the same kind of request); each task names "
+          f"{len(_people.RECIPIENTS)} people to tell (creator {_people.CREATOR}, auditors "
+          f"{', '.join(map(str, _people.AUDITORS))}), results written by {_people.AUTHOR}. An alert is recipient × "
+          "result: a chat message (fixed) or a personal notification (people, distinct in the simulator's "
+          "notification history). Requests: the handler's, from the first measured event on (the people's own "
+          f"{' and '.join(OUR_OWN_CALLS)} left out), refused ones included; warm-up ({WARMUP_TASKS} results, "
+          "user.get cached) not counted. Latency per alert: event queued → the portal's answer of the request "
+          "carrying its message/notification.\n")
+    print("| configuration | routing | results posted | alerts delivered | alert sub-calls | REST requests "
+          "| requests/result | requests/alert | 503s | user.get sub-calls | p50 ms | p99 ms | duplicates "
+          "| missing |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for o in outcomes:
+        method = _people.NOTIFY if o.scenario.people else "im.message.add"
+        ms = o.alert_latencies_ms
+        routing = (f"people ({o.scenario.recipients}/result)" if o.scenario.people
+                   else "fixed (bare)" if o.scenario.handler == "bare" else "fixed")
+        print(f"| {o.scenario.name} | {routing} | {o.scenario.tasks} | {o.alerts} | {o.sub_calls[method]} "
+              f"| {o.requests} | {o.requests / max(1, o.scenario.tasks):.2f} | {o.requests / max(1, o.alerts):.2f} "
+              f"| {o.refused_503} | {o.sub_calls[_people.USER_GET]} | {percentile(ms, 50):.0f} "
+              f"| {percentile(ms, 99):.0f} | {o.alert_duplicates} | {o.alert_missing} |")
+    print()
+    for o in outcomes:
+        method = _people.NOTIFY if o.scenario.people else "im.message.add"
+        carrying = sum(n for what, n in o.carried.items() if method in what)
+        notes = [f"requests by what they carried {dict(o.carried.most_common())}",
+                 f"{method} per request carrying it {o.sub_calls[method] / max(1, carrying):.2f}",
+                 f"sub-calls {dict(o.sub_calls.most_common())}"]
+        print(f"- {o.scenario.name}: " + "; ".join(notes))
 
 
 def main() -> None:
@@ -380,6 +509,11 @@ def main() -> None:
     parser.add_argument("--bucket-tasks", type=int, default=30, help="events in the runs with the 2/50 bucket")
     parser.add_argument("--bucket-rate", type=float, default=1.0, help="results per second with the bucket on")
     parser.add_argument("--no-bucket", action="store_true", help="skip the runs with the 2/50 bucket")
+    parser.add_argument("--no-main", action="store_true",
+                        help="skip the runs without the bucket (run only the bucket runs)")
+    parser.add_argument("--routing", choices=("fixed", "people", "both"), default="both",
+                        help="the bucket runs' routing: NOTIFY_CHAT (fixed), NOTIFY_PEOPLE=creator,auditors "
+                             "with 3 people per task (people), or both side by side")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the last messages")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and print where")
     args = parser.parse_args()
@@ -388,12 +522,18 @@ def main() -> None:
         parser.error(f"at most {MAX_TASKS} tasks: the simulator's call log, where we read the times, keeps "
                      "the last 10,000 calls")
 
-    scenarios = [Scenario("b24notify", args.tasks, args.rate, debounce=d) for d in args.debounce]
-    scenarios.append(Scenario("bare", args.tasks, args.rate))
+    if args.no_main and args.no_bucket:
+        parser.error("--no-main and --no-bucket leave nothing to run")
+    scenarios = []
+    if not args.no_main:
+        scenarios += [Scenario("b24notify", args.tasks, args.rate, debounce=d) for d in args.debounce]
+        scenarios.append(Scenario("bare", args.tasks, args.rate))
     if not args.no_bucket:
+        routings = ("fixed", "people") if args.routing == "both" else (args.routing,)
         scenarios += [Scenario("b24notify", args.bucket_tasks, args.bucket_rate, debounce=args.debounce[0],
-                               bucket=True),
-                      Scenario("bare", args.bucket_tasks, args.bucket_rate, bucket=True)]
+                               bucket=True, routing=routing) for routing in routings]
+        if "fixed" in routings:
+            scenarios.append(Scenario("bare", args.bucket_tasks, args.bucket_rate, bucket=True))
     started, measured_at = time.monotonic(), revision()  # the processes start from this tree
     outcomes = []
     log_context: AbstractContextManager[str] = (

@@ -1,8 +1,10 @@
 """Chaos, bounded: real worker processes, a portal that drops, duplicates and delays events and
 fails a share of REST requests, an SMTP server that refuses a share of mail, and workers SIGKILLed
 mid-run. After the last change in the portal everything settles within 120 s, and what people
-received equals what the portal's history implies: per channel, every (result, new) and
-(result, closed) exactly once.
+received equals what the portal's history implies: per recipient and channel, every (result, new)
+and (result, closed) exactly once. Recipients: a fixed chat and address (NOTIFY_CHAT,
+NOTIFY_EMAIL) and the people of each task (NOTIFY_PEOPLE=creator,auditors: a personal notification
+and a mail each; the creator is an auditor too, and is told once).
 
 The profile is issue 7's (item 10): 3 workers, 2 SIGKILLs, 20 % of events duplicated, 5 %
 dropped, all delayed up to 400 ms; 10 % of requests answered 500, 5 % 503; 10 % of mail
@@ -36,6 +38,8 @@ from tests.support.servers import answers, free_port, wait_for
 pytestmark = pytest.mark.e2e
 
 TOKEN = re.compile(r"R-[0-9a-f]{8}")
+CREATOR, AUDITOR = 504, 505  # Boris and Chen of the simulator's users; results come from 503 and 1
+PEOPLE = {CREATOR: "boris.ivanov@example.com", AUDITOR: "chen.li@example.com"}
 WORKERS = 3
 TASKS = 16
 RESULTS = 80
@@ -87,25 +91,43 @@ def idle(env: dict[str, str]) -> bool:
     return fleet_idle(env["REDIS_URL"], env["B24NOTIFY_KEY_PREFIX"])
 
 
-def delivered(sim: RunningSimulator, sink: SmtpSink) -> dict[str, Counter[tuple[str, str]]]:
-    def kind(text: str) -> str:
-        return "closed" if "Result closed" in text else "new"
+def kind(text: str) -> str:
+    """The kind a message tells (its first line): "Result closed", "6 results closed" or new."""
+    return "closed" if "closed" in text.strip().splitlines()[0].lower() else "new"
 
-    chat: Counter[tuple[str, str]] = Counter()
+
+def delivered(sim: RunningSimulator, sink: SmtpSink) -> dict[str, Counter[tuple[str, str]]]:
+    """Per recipient and channel ("chat", "email", "notify:504", "email:chen.li@example.com", …):
+    how many times each (token, kind) reached them."""
+    got: dict[str, Counter[tuple[str, str]]] = {"chat": Counter(), "email": Counter()}
+    for uid in PEOPLE:
+        got[f"notify:{uid}"] = Counter()
+        got[f"email:{PEOPLE[uid]}"] = Counter()
     for message in sim.control.messages():
         for token in TOKEN.findall(message["message"]):
-            chat[(token, kind(message["message"]))] += 1
+            got["chat"][(token, kind(message["message"]))] += 1
+    # A personal notification sent again with the same TAG replaces the first (what the TAG is
+    # for): the person sees it once. Two TAGs for one change would be a real double.
+    tags: dict[tuple[str, str, str], set[str]] = {}
+    for note in sim.control.notification_history():
+        for token in set(TOKEN.findall(note["message"])):
+            tags.setdefault((f"notify:{note['user_id']}", token, kind(note["message"])), set()).add(note["tag"])
+    for (where, token, what), seen in tags.items():
+        got.setdefault(where, Counter())[(token, what)] += len(seen)
     # E-mail is counted per Message-ID: the one window that remains (docs/guarantees.md: the SMTP
     # server accepted, the worker was SIGKILLed before recording it) repeats a mail with the *same*
     # Message-ID, which mail stores fold. A second Message-ID for one alert is a real double.
-    mail_ids: dict[tuple[str, str], set[str]] = {}
+    mail_ids: dict[tuple[str, str, str], set[str]] = {}
     for message in sink.messages:
         body = message.get_body(("plain",))
         text = body.get_content() if body is not None else ""
+        to = str(message["To"])
+        where = "email" if to == "team@example.com" else f"email:{to}"
         for token in set(TOKEN.findall(text)):
-            mail_ids.setdefault((token, kind(str(message["Subject"]))), set()).add(str(message["Message-ID"]))
-    mail = Counter({alert: len(ids) for alert, ids in mail_ids.items()})
-    return {"chat": chat, "email": mail}
+            mail_ids.setdefault((where, token, kind(str(message["Subject"]))), set()).add(str(message["Message-ID"]))
+    for (where, token, what), ids in mail_ids.items():
+        got.setdefault(where, Counter())[(token, what)] += len(ids)
+    return got
 
 
 def repeated_mails(sink: SmtpSink) -> int:
@@ -125,6 +147,7 @@ def chaos(redis_url, key_prefix, redis) -> Iterator[dict]:
             "REDIS_URL": redis_url, "B24NOTIFY_KEY_PREFIX": key_prefix, "B24NOTIFY_QUEUE": f"{key_prefix}-q",
             "B24_WEBHOOK_URL": sim.webhook_url, "B24_APPLICATION_TOKEN": sim.config.application_token,
             "NOTIFY_CHAT": "chat42", "NOTIFY_EMAIL": "team@example.com", "SMTP_URL": f"{sink.url}?timeout=2",
+            "NOTIFY_PEOPLE": "creator,auditors",
             "EMAIL_FROM": "b24notify@example.com", "B24NOTIFY_LEASE_SECONDS": "15",
             "B24NOTIFY_WATCH_HOT_SECONDS": "5", "B24NOTIFY_SWEEP_SECONDS": "10", "B24NOTIFY_LOG_LEVEL": "INFO",
         }
@@ -148,7 +171,7 @@ def test_nothing_lost_nothing_doubled_and_settled_soon_under_chaos(chaos, redis,
     sim, sink, user, fleet, rng = chaos["sim"], chaos["sink"], chaos["user"], chaos["fleet"], chaos["rng"]
     began = time.monotonic()
     expected: Counter[tuple[str, str]] = Counter()
-    tasks = [user.add_task(f"Chaos task {i}") for i in range(TASKS)]
+    tasks = [user.add_task(f"Chaos task {i}", created_by=CREATOR, auditors=[AUDITOR, CREATOR]) for i in range(TASKS)]
     sim.control.add_faults(
         {"method": "*", "error": "INTERNAL_SERVER_ERROR", "probability": 0.1},
         {"method": "*", "error": "QUERY_LIMIT_EXCEEDED", "probability": 0.05},
@@ -185,12 +208,13 @@ def test_nothing_lost_nothing_doubled_and_settled_soon_under_chaos(chaos, redis,
     settled = time.monotonic() - last_activity
     time.sleep(3)  # a quiet period: polls and sweeps keep running, and must add nothing
     got = delivered(sim, sink)
-    for channel in ("chat", "email"):
-        lost = expected - got[channel]
-        doubled = got[channel] - expected
-        assert not lost, f"{channel}: lost {sorted(lost)}"
-        assert not doubled, f"{channel}: doubled {sorted(doubled)}"
-    # Each SIGKILL can land in that window at most once (a worker sends one mail at a time).
+    assert len(got) == 6, sorted(got)  # nobody else was told anything
+    for recipient, received in got.items():
+        lost = expected - received
+        doubled = received - expected
+        assert not lost, f"{recipient}: lost {sorted(lost)}"
+        assert not doubled, f"{recipient}: doubled {sorted(doubled)}"
+    # Each SIGKILL can land in that window at most once per mail being sent (a job sends one at a time).
     assert repeated_mails(sink) <= len(fleet.dead)
     assert len(fleet.dead) == 2
     assert sum(1 for alert in expected if alert[1] == "closed") >= 30
@@ -205,4 +229,4 @@ def test_nothing_lost_nothing_doubled_and_settled_soon_under_chaos(chaos, redis,
 
 def _all_seen(sim: RunningSimulator, sink: SmtpSink, expected: Counter[tuple[str, str]]) -> bool:
     got = delivered(sim, sink)
-    return all(not (expected - got[channel]) for channel in ("chat", "email"))
+    return all(not (expected - received) for received in got.values())

@@ -19,11 +19,12 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
 from b24notify.devtools.smtp_sink import SmtpSink
-from b24notify.keys import delivery_id, task_member
+from b24notify.keys import task_member
 from b24notify.workers.context import WorkerContext
 from b24notify.workers.deadline import JobDeadline
 from b24notify.workers.deliver import deliver, deliver_many
 from b24notify.workers.sync import TaskSync
+from tests.support.pipeline import delivery_ids
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess, fleet_idle
 from tests.support.servers import answers, free_port, wait_for
@@ -41,7 +42,7 @@ def mails_due(ctx: WorkerContext, user, count: int) -> list[str]:
         member = task_member(ctx.portal, task)
         ctx.tasks.schedule(member, at=0)
         (claim,) = ctx.tasks.claim(1, 60, only=member)
-        found += [delivery_id(alert.key, "email") for alert in TaskSync(ctx).run(claim).alerts]
+        found += delivery_ids(TaskSync(ctx).run(claim), "email")
     return found
 
 

@@ -12,11 +12,12 @@ import time
 
 import pytest
 
-from b24notify.keys import delivery_id, task_member
+from b24notify.keys import task_member
 from b24notify.workers.context import WorkerContext
 from b24notify.workers.deliver import deliver
 from b24notify.workers.retries import Failures, NextTry, next_try
 from b24notify.workers.sync import TaskSync
+from tests.support.pipeline import delivery_ids
 from tests.support.servers import wait_for
 
 SCHEDULE = (10.0, 60.0, 300.0, 1800.0, 7200.0)  # the default B24NOTIFY_DELIVERY_RETRY_SECONDS
@@ -31,7 +32,7 @@ def new_result(ctx: WorkerContext, user) -> list[str]:
         (claim,) = ctx.tasks.claim(1, 60, only=member)
         outcome = TaskSync(ctx).run(claim)
         if outcome.alerts:
-            return [delivery_id(outcome.alerts[0].key, channel) for channel in ("chat", "email")]
+            return [did for channel in ("chat", "email") for did in delivery_ids(outcome, channel)]
         user.comment(task, "Done", as_result=True)
     raise AssertionError("the result made no alert")
 

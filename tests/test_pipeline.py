@@ -8,12 +8,12 @@ import time
 import pytest
 
 from b24notify.devtools.simulator import RunningSimulator
-from b24notify.keys import delivery_id, task_member
+from b24notify.keys import task_member
 from b24notify.metrics import decode_counters, total
 from b24notify.workers.context import WorkerContext, build_context
 from b24notify.workers.deliver import deliver
 from b24notify.workers.sync import TaskSync
-from tests.support.pipeline import deliver_all, sync
+from tests.support.pipeline import deliver_all, delivery_ids, sync
 from tests.support.servers import wait_for
 
 
@@ -126,7 +126,7 @@ def test_a_delivery_already_sent_is_not_sent_again(ctx, simulator, user):
     user.comment(task, "Done", as_result=True)
     outcome = sync(ctx, task)
     deliver_all(ctx)
-    did = delivery_id(outcome.alerts[0].key, "chat")
+    [did] = delivery_ids(outcome, "chat")
     ctx.deliveries.schedule(did, at=0)  # a stray duplicate claim of the same delivery
     assert deliver_all(ctx) == ["skipped"]
     assert len(chat_messages(simulator)) == 1
@@ -239,7 +239,8 @@ def _chat_delivery_after_a_new_result(ctx, user) -> str:
     sync(ctx, task)
     user.comment(task, "Done", as_result=True)
     outcome = sync(ctx, task)
-    return delivery_id(outcome.alerts[0].key, "chat")
+    [did] = delivery_ids(outcome, "chat")
+    return did
 
 
 def test_a_worker_that_died_after_posting_does_not_post_again(ctx, simulator, user, redis, keys, monkeypatch):

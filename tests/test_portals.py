@@ -47,15 +47,14 @@ notify_email = ["ops@b.example"]
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("[[portals]]\nwebhook_url = 'https://a.b/rest/1/x/'\n", "portals.0.application_token: Field required"),
+    ("[[portals]]\nwebhook_url = 'https://a.b/rest/1/x/'\n", "line 1: portals[0].application_token: Field required"),
     ("[[portals]]\nwebhook_url = 'http://a.b/rest/1/x/'\napplication_token = 't'\n", "must use https"),
     ("[[portals]]\nwebhook_url = 'https://a.b/rest/1/x/'\napplication_token = 't'\nrate_limit = 'fast'\n",
-     "portals.0.rate_limit"),
+     "portals[0].rate_limit"),
     ("[[portals]]\nwebhook_url = 'https://a.b/rest/1/x/'\napplication_token = 't'\nnotify_chat = 'me'\n",
      "DIALOG_ID"),
     ("[[portals]]\nwebhook_url = 'https://a.b/rest/1/x/'\napplication_token = 't'\ncolour = 'red'\n",
-     "portals.0.colour: Extra inputs are not permitted"),
-    ("portals = []\n", "at least 1 item"),
+     "portals[0].colour: Extra inputs are not permitted"),
     ("[[portals]\n", "is not valid TOML"),
 ])
 def test_a_bad_file_is_one_clear_line(make_settings, tmp_path, text, message):
@@ -64,6 +63,17 @@ def test_a_bad_file_is_one_clear_line(make_settings, tmp_path, text, message):
         webhook_portals(settings)
     assert message in str(caught.value)
     assert str(caught.value).startswith("B24NOTIFY_CONFIG: ")
+
+
+def test_a_file_without_portals_needs_a_portal_from_the_environment(make_settings, tmp_path):
+    path = write(tmp_path, "language = 'ru'\n[[routes]]\nto = ['creator']\n")
+    with pytest.raises(ConfigError, match=r"B24NOTIFY_CONFIG has no \[\[portals\]\]"):
+        require_channels(make_settings(b24notify_config=str(path)))
+    settings = make_settings(b24notify_config=str(path), b24_webhook_url="https://a.b/rest/2/y/",
+                             b24_application_token="u")
+    require_channels(settings)
+    [spec] = webhook_portals(settings)
+    assert spec.language == "ru" and [r.roles for r in spec.routes] == [("creator",)]
 
 
 def test_the_same_portal_twice_is_refused(make_settings, tmp_path):

@@ -1,1 +1,1 @@
-"""Delivery channels: each sends one Alert or raises a classified DeliveryError."""
+"""Delivery channels: each sends one Notice (notices.py) or raises a classified DeliveryError."""

@@ -1,4 +1,5 @@
-"""What every delivery channel is: something that sends one alert, or says why it could not.
+"""What every delivery channel is: something that sends one notice (the alerts of one sync of one
+task, for one recipient: notices.py), or says why it could not.
 
 A channel sorts its failures so the job can apply one policy: a retryable error (the server is
 busy, down or greylisting) is tried again later; a permanent one (address unknown, credentials
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from b24notify.alerts import Alert
+from b24notify.notices import Notice
 
 
 class DeliveryError(Exception):
@@ -57,6 +58,15 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class Channel(Protocol):
+    """Optional, found with ``getattr`` by workers/deliver.py:
+
+    * ``send_many(notices) -> list[DeliveryError | None]``: several in one request (a ``batch``);
+    * ``find_posted(notices) -> set[str]``: the keys of those an earlier attempt already delivered
+      (looked up before sending one whose outcome is unknown);
+    * ``repeat_safe = True``: sending a notice again replaces it instead of doubling it
+      (a personal notification's TAG), so no lookup is needed and a send may be cut short.
+    """
+
     name: str
 
     @property
@@ -64,7 +74,8 @@ class Channel(Protocol):
         """The longest one send can take: a job starts a send only when it has this much left."""
         ...
 
-    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
-        """Deliver ``alert`` or raise a ``DeliveryError`` subclass. ``deadline`` (``time.monotonic()``)
-        is when the send must be over, where the channel can bound its own time."""
+    def send(self, notice: Notice, *, deadline: float | None = None) -> None:
+        """Deliver ``notice`` to ``notice.target`` or raise a ``DeliveryError`` subclass.
+        ``deadline`` (``time.monotonic()``) is when the send must be over, where the channel can
+        bound its own time."""
         ...

@@ -1,4 +1,4 @@
-"""The e-mail channel: renders an alert and hands it to an SMTP server.
+"""The e-mail channel: renders a notice and hands it to an SMTP server, for one recipient.
 
 Configured by one URL, ``smtp://[user:password@]host[:port][?starttls=true][&timeout=SECONDS]``
 or ``smtps://...`` (TLS from the first byte). SMTP failures are sorted by reply code: 4xx and
@@ -9,21 +9,25 @@ A send has a deadline of its own: each reply may take ``timeout`` (10 s), the wh
 at most twice that (``send_seconds``), and never past the deadline the job gives it. A job starts
 a send only when that much time is left, so its own time limit never cuts a mail between the
 server's "accepted" and the record that it was sent (docs/guarantees.md).
+
+Each notice is one mail to one address (``notice.target.address``), its Message-ID made from the
+notice's key: a resend of the same notice carries the same Message-ID.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
-from b24notify.alerts import Alert
 from b24notify.channels.base import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from b24notify.channels.content import mail
+from b24notify.notices import Notice
 from b24notify.render.email import MailRenderer
 from b24notify.settings.smtp import SmtpConfig
 
@@ -34,52 +38,62 @@ log = logging.getLogger(__name__)
 
 TRANSACTION_TIMEOUTS = 2  # a whole transaction (connect to the end of DATA) may take this many of them
 
+# Control characters (CR and LF above all: a line break in an address is a header or an SMTP
+# command injected) have no place in an address we send to.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be a recipient, or None. The reason never quotes the address: a
+    person's address is theirs, and a reason is logged."""
+    if "\r" in address or "\n" in address:
+        return "it holds a line break"
+    if _CONTROL.search(address):
+        return "it holds a control character"
+    if "@" not in address:
+        return "it has no @"
+    return None
 
 
 class EmailChannel:
     name = "email"
 
-    def __init__(self, smtp: SmtpConfig, sender: str, recipients: Sequence[str]) -> None:
-        if not recipients:
-            raise ValueError("EmailChannel needs at least one recipient")
-        for address in (sender, *recipients):
-            if any(c in address for c in "\r\n"):
-                raise ValueError("e-mail addresses must not contain line breaks")
+    def __init__(self, smtp: SmtpConfig, sender: str) -> None:
+        if any(c in sender for c in "\r\n"):
+            raise ValueError("e-mail addresses must not contain line breaks")
         self.smtp = smtp
         self.sender = sender
-        self.recipients = tuple(recipients)
         self._renderer = MailRenderer()
 
     @property
     def send_seconds(self) -> float:
         return self.smtp.timeout * TRANSACTION_TIMEOUTS
 
-    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
-        message = self._renderer.render(alert, sender=self.sender, recipients=self.recipients)
+    def send(self, notice: Notice, *, deadline: float | None = None) -> None:
+        address = notice.target.address
+        problem = address_problem(address)
+        if problem is not None:
+            whose = f" of user {notice.target.user_id}" if notice.target.user_id else ""
+            raise PermanentDeliveryError(f"e-mail address{whose} unusable: {problem}")
+        message = mail(self._renderer, notice, sender=self.sender, recipients=(address,))
         end = time.monotonic() + self.send_seconds
         if deadline is not None:
             end = min(end, deadline)
         try:
-            refused = self._transmit(message, end)
+            # One recipient: a refusal raises (SMTPRecipientsRefused), there is no partial one.
+            self._transmit(message, address, end)
         except (smtplib.SMTPException, OSError) as exc:
             raise self._classify(exc) from exc
-        if refused:
-            # Some recipients have it; sending again would give them a duplicate. Delivered.
-            log.warning(
-                "event=email.partial_refusal key=%s refused=%s",
-                alert.key,
-                ",".join(f"{address}:{code}" for address, (code, _) in sorted(refused.items())),
-            )
-        log.debug("event=email.sent key=%s recipients=%d", alert.key, len(self.recipients) - len(refused))
+        log.debug("event=email.sent key=%s", notice.key)
 
-    def _transmit(self, message: EmailMessage, end: float) -> dict[str, tuple[int, bytes]]:
+    def _transmit(self, message: EmailMessage, address: str, end: float) -> None:
         smtp = self._connect(end)
         try:
             if self.smtp.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.smtp.username is not None and self.smtp.password is not None:
                 smtp.login(self.smtp.username, self.smtp.password)
-            return smtp.send_message(message, from_addr=self.sender, to_addrs=list(self.recipients))
+            smtp.send_message(message, from_addr=self.sender, to_addrs=[address])
         finally:
             _quit(smtp)
 

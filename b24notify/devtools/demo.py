@@ -1,10 +1,14 @@
 """The demo wiring for ``b24notify up`` with no portal configured, and ``b24notify simulate``.
 
-The demo starts the simulator, an SMTP sink and a printer that shows each chat message the
-simulator receives and each mail the sink receives, in the order they arrived. The scripted task
-activity starts only once the web answers (``start_activity``), so no event of it is lost. The
-demo's keys live under a prefix and a queue of its own run, carry a TTL while it runs (a demo
-killed outright leaves nothing behind for ever) and are deleted when it stops.
+The demo starts the simulator, an SMTP sink and a printer that shows each chat message and each
+personal notification the simulator receives and each mail the sink receives, in the order they
+arrived. Alerts go to a chat, a team mailbox and the task's people (its creator and auditors: a
+personal notification and an e-mail each); one of them reads them in Russian (a preference stored
+at start), the others in English. The scripted task activity starts only once the web answers
+(``start_activity``), so no event of it is lost; its first scene is fixed, so the first alert
+reaches an English and a Russian reader. The demo's keys live under a prefix and a queue of its own
+run, carry a TTL while it runs (a demo killed outright leaves nothing behind for ever) and are
+deleted when it stops.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 from redis import Redis
@@ -28,14 +33,22 @@ from rq import Queue
 from rq.job import Job
 
 from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig, SimulatorControl, serve_forever
-from b24notify.devtools.simulator.activity import run_activity
+from b24notify.devtools.simulator.activity import Cast, run_activity
 from b24notify.devtools.smtp_sink import SmtpSink, print_message
-from b24notify.settings import Settings
+from b24notify.keys import Keys
+from b24notify.prefs import PrefsStore
+from b24notify.settings import Settings, parse_webhook_url
 
 log = logging.getLogger(__name__)
 
 DEMO_CHAT = "chat1"
 DEMO_RECIPIENT = "team@example.com"
+DEMO_PEOPLE = "creator,auditors"  # NOTIFY_PEOPLE: the roles told of every task's results
+# The simulator's users: 1 Admin, 503 Anna Smith, 504 Boris Ivanov, 505 Chen Li.
+RUSSIAN_READER = 504  # reads their alerts in Russian (a preference the demo stores); the rest English
+# The first task: Anna asks Chen, Boris audits; Chen posts its result next, so the first alert goes
+# to an English reader (Anna) and a Russian one (Boris) as well as the chat and the team mailbox.
+OPENING = Cast(creator=503, responsible=505, auditors=(RUSSIAN_READER,))
 ACTIVITY_SECONDS = 4.0
 DEMO_KEY_TTL_SECONDS = 24 * 3600  # a demo is for minutes; a killed one's keys are gone a day later
 KEY_STAMP_SECONDS = 5.0
@@ -119,9 +132,10 @@ class DemoKeys:
 
 
 class AlertPrinter:
-    """Prints what the demo's portal receives (chat messages) and its mailbox (e-mails), each with the
-    time it arrived. Chat messages are read from the simulator every ``PRINT_POLL_SECONDS``; mails
-    wait ``MAIL_HOLD_SECONDS`` so that a chat message that arrived first is printed first."""
+    """Prints what the demo's portal receives (chat messages, personal notifications) and its mailbox
+    (e-mails), each with the time it arrived. The portal's are read from the simulator every
+    ``PRINT_POLL_SECONDS``; mails wait ``MAIL_HOLD_SECONDS`` so that what reached the portal first
+    is printed first."""
 
     def __init__(self, control: SimulatorControl, out: TextIO | None = None) -> None:
         self._control = control
@@ -129,6 +143,8 @@ class AlertPrinter:
         self._lock = threading.Lock()
         self._mails: list[tuple[float, datetime, EmailMessage]] = []
         self._chats_seen = 0
+        self._notifications_seen = 0
+        self._names: dict[int, str] = {}
 
     def on_mail(self, message: EmailMessage) -> None:
         """The SMTP sink's callback (its thread): keep the mail for the printer."""
@@ -147,6 +163,8 @@ class AlertPrinter:
             self._mails = self._mails[len(ripe):]
         for message in self._new_chat_messages():
             self._print_chat(message)
+        for notification in self._new_notifications():
+            self._print_notification(notification)
         for _, arrived, mail in ripe:
             print(f"\n--- {arrived:%H:%M:%S} e-mail to {mail['To']} ---", file=self._out)
             print_message(mail, self._out)
@@ -161,24 +179,73 @@ class AlertPrinter:
         self._chats_seen = max(self._chats_seen, len(messages))
         return new
 
-    def _print_chat(self, message: dict[str, Any]) -> None:
+    def _new_notifications(self) -> list[dict[str, Any]]:
         try:
-            arrived = f"{datetime.fromisoformat(str(message['created_at'])).astimezone():%H:%M:%S}"
-        except (KeyError, ValueError):
-            arrived = "--:--:--"
+            notifications = self._control.notification_history()
+        except httpx.HTTPError as exc:
+            log.debug("event=demo.notifications_unavailable error=%s", type(exc).__name__)
+            return []
+        new = notifications[self._notifications_seen:]
+        self._notifications_seen = max(self._notifications_seen, len(notifications))
+        return new
+
+    def person(self, user_id: int) -> str:
+        """``Boris Ivanov (504)``: the portal's name for a user, read once (``user 504`` if it has none)."""
+        if user_id not in self._names:
+            try:
+                users = self._control.users()
+            except httpx.HTTPError as exc:
+                log.debug("event=demo.users_unavailable error=%s", type(exc).__name__)
+                return f"user {user_id}"
+            for user in users:
+                name = " ".join(str(user.get(part) or "") for part in ("name", "last_name")).strip()
+                self._names[int(user["id"])] = f"{name} ({user['id']})" if name else f"user {user['id']}"
+        return self._names.get(user_id, f"user {user_id}")
+
+    def _print_chat(self, message: dict[str, Any]) -> None:
         text = str(message.get("message") or "")
-        print(f"\n--- {arrived} chat message to {message.get('dialog_id', DEMO_CHAT)} ---\n{text}\n"
-              f"{'-' * 72}", file=self._out, flush=True)
+        print(f"\n--- {_clock(message.get('created_at'))} chat message to {message.get('dialog_id', DEMO_CHAT)} ---\n"
+              f"{text}\n{'-' * 72}", file=self._out, flush=True)
+
+    def _print_notification(self, notification: dict[str, Any]) -> None:
+        try:
+            to = self.person(int(notification["user_id"]))
+        except (KeyError, TypeError, ValueError):
+            to = "someone"
+        text = str(notification.get("message") or "")
+        print(f"\n--- {_clock(notification.get('at'))} personal notification to {to} ---\n{text}\n{'-' * 72}",
+              file=self._out, flush=True)
+
+
+def _clock(stamp: object) -> str:
+    """An ISO time from the simulator as the local HH:MM:SS."""
+    try:
+        return f"{datetime.fromisoformat(str(stamp)).astimezone():%H:%M:%S}"
+    except ValueError:
+        return "--:--:--"
+
+
+def _redacted(url: str) -> str:
+    """A Redis URL to show: its password, if it has one, replaced by ``***``."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 class Demo:
     """A running demo: what the web and workers need (``env``), and its parts to start and stop."""
 
-    def __init__(self, sim: RunningSimulator, sink: SmtpSink, namespace: DemoNamespace, token: str) -> None:
+    def __init__(self, sim: RunningSimulator, sink: SmtpSink, namespace: DemoNamespace, token: str, *,
+                 redis_url: str = "", russian_reader: str = "") -> None:
         self.sim = sim
         self.sink = sink
         self.namespace = namespace
         self._token = token
+        self._redis_url = redis_url
+        self._russian_reader = russian_reader  # "Boris Ivanov (504)"; empty: the preference was not stored
         self._activity_stop = threading.Event()
         self._activity: threading.Thread | None = None
 
@@ -189,6 +256,7 @@ class Demo:
             "B24_APPLICATION_TOKEN": self._token,
             "NOTIFY_CHAT": DEMO_CHAT,
             "NOTIFY_EMAIL": DEMO_RECIPIENT,
+            "NOTIFY_PEOPLE": DEMO_PEOPLE,
             "SMTP_URL": self.sink.url,
             "EMAIL_FROM": "b24notify@example.com",
             "B24NOTIFY_KEY_PREFIX": self.namespace.prefix,
@@ -199,7 +267,7 @@ class Demo:
         """Start the scripted activity: call it once the web answers, or its first events are lost."""
         self._activity = threading.Thread(target=run_activity, args=(self.sim.webhook_url, self._activity_stop,
                                                                       ACTIVITY_SECONDS),
-                                          name="b24notify-demo-activity", daemon=True)
+                                          kwargs={"opening": OPENING}, name="b24notify-demo-activity", daemon=True)
         self._activity.start()
 
     def stop_activity(self) -> None:
@@ -218,13 +286,44 @@ class Demo:
     def announce(self, web_url: str) -> None:
         sim = self.sim.base_url
         print(f"b24notify: demo running — a simulated portal gets a new task or result every {ACTIVITY_SECONDS:g} s; "
-              "each alert prints below as a chat message and an e-mail, the first within a minute.\n"
-              f"b24notify: look inside the portal: curl {sim}/_sim/messages (chat), {sim}/_sim/calls (REST calls), "
-              f"POST {sim}/_sim/faults (make calls fail); the web is {web_url}.\n"
-              "b24notify: your own portal: set B24_WEBHOOK_URL, B24_APPLICATION_TOKEN and NOTIFY_CHAT or NOTIFY_EMAIL "
-              "(README \"Register b24notify in Bitrix24\", \"Configuration\"), then make run again.\n"
+              "each alert prints below as a chat message, personal notifications to the task's creator and "
+              "auditors, and e-mails, the first within a minute.\n"
+              f"b24notify: {self.languages_line()}\n"
+              f"b24notify: look inside the portal: curl {sim}/_sim/messages (chat), {sim}/_sim/notifications, "
+              f"{sim}/_sim/calls (REST calls), POST {sim}/_sim/faults (make calls fail); the web is {web_url}.\n"
+              "b24notify: your own portal: set B24_WEBHOOK_URL, B24_APPLICATION_TOKEN and NOTIFY_CHAT, NOTIFY_EMAIL or "
+              "NOTIFY_PEOPLE (README \"Register b24notify in Bitrix24\", \"Configuration\"), then make run again.\n"
               f"b24notify: Ctrl-C stops; this demo's Redis keys ({self.namespace.prefix}:*) are deleted then.",
               flush=True)
+
+    def languages_line(self) -> str:
+        """Who reads Russian, and the command that changes someone's language in this demo."""
+        who = (f"{self._russian_reader} reads alerts in Russian, the others in English"
+               if self._russian_reader else "everyone reads alerts in English")
+        env = (f"REDIS_URL={_redacted(self._redis_url)} B24_WEBHOOK_URL={self.sim.webhook_url} "
+               f"B24NOTIFY_KEY_PREFIX={self.namespace.prefix}")
+        return (f"{who}; change one: {env} b24notify prefs set --portal {self.portal} --user ID "
+                "--language ru (or en)")
+
+    @property
+    def portal(self) -> str:
+        """The simulated portal's name in Redis keys, as the workers name it: the webhook's host:port."""
+        return demo_portal(self.sim)
+
+
+def demo_portal(sim: RunningSimulator) -> str:
+    return parse_webhook_url(sim.webhook_url).netloc
+
+
+def store_russian_reader(redis: Redis, namespace: DemoNamespace, portal: str) -> bool:
+    """``RUSSIAN_READER`` reads Russian in this demo run (its own prefix). False if Redis said no:
+    then everyone reads English, and the demo goes on."""
+    try:
+        PrefsStore(redis, Keys(namespace.prefix)).update(portal, RUSSIAN_READER, language="ru")
+    except RedisError as exc:
+        log.warning("event=demo.prefs_not_stored error=%s", type(exc).__name__)
+        return False
+    return True
 
 
 def start_demo(stack: ExitStack, *, settings: Settings, redis_url: str, handler_url: str) -> Demo:
@@ -241,6 +340,8 @@ def start_demo(stack: ExitStack, *, settings: Settings, redis_url: str, handler_
     sink = stack.enter_context(SmtpSink(on_message=printer.on_mail))
     keys = DemoKeys(redis, namespace)
     stack.callback(keys.delete)  # runs after the printer and key keeper have stopped (stack order)
+    russian = store_russian_reader(redis, namespace, demo_portal(sim))  # before any worker reads it
+    reader = printer.person(RUSSIAN_READER) if russian else ""  # before the printer's thread uses it
     stop = threading.Event()
     threads = [threading.Thread(target=printer.run, args=(stop,), name="b24notify-demo-printer", daemon=True),
                threading.Thread(target=keys.keep_expiring, args=(stop,), name="b24notify-demo-keys", daemon=True)]
@@ -250,7 +351,7 @@ def start_demo(stack: ExitStack, *, settings: Settings, redis_url: str, handler_
     stack.callback(stop.set)
     print(f"b24notify: demo — simulated portal at {sim.base_url} (control API {sim.base_url}/_sim/), "
           f"SMTP sink on {sink.url}", flush=True)
-    return Demo(sim, sink, namespace, token)
+    return Demo(sim, sink, namespace, token, redis_url=redis_url, russian_reader=reader)
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@
 -- one atomic step, only while the caller still holds the task's lease (fencing token) and the
 -- state is still the one its baseline was read from (epoch). Either the state moves forward and
 -- every notification it implies is queued, or nothing changes.
--- A delivery already known (same alert key and channel) is never queued twice: that is what makes
+-- A delivery already known (same changes, recipient and channel: the notice key) is never queued twice: that is what makes
 -- a retried or re-run job harmless.
 -- Under another epoch (Redis lost its state since the job read its baseline, state_epoch.py) the
 -- job's diff was made against a connected_at from before the loss: writing it could alert every
@@ -18,7 +18,7 @@
 -- KEYS[5] state epoch hash
 -- ARGV[1] member, ARGV[2] token, ARGV[3] now, ARGV[4] mode: "store" or "drop",
 -- ARGV[5] state JSON {result_id: stored_json}, ARGV[6] delivery key prefix,
--- ARGV[7] deliveries JSON [[delivery_id, channel, alert_json], ...], ARGV[8] the epoch the job's
+-- ARGV[7] deliveries JSON [[delivery_id, channel, notice_json], ...], ARGV[8] the epoch the job's
 -- baseline was read under ("" when there was none), ARGV[9] results TTL (s), ARGV[10] new
 -- delivery record TTL (s)
 -- Returns the number of deliveries queued, -1 when the lease was stale, -2 when the epoch changed
@@ -42,7 +42,7 @@ local queued = 0
 for _, d in ipairs(cjson.decode(ARGV[7])) do
   local key = ARGV[6] .. d[1]
   if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'alert', d[3], 'channel', d[2], 'status', 'pending',
+    redis.call('HSET', key, 'notice', d[3], 'channel', d[2], 'status', 'pending',
       'attempts', 0, 'created_at', ARGV[3])
     redis.call('EXPIRE', key, tonumber(ARGV[10]))
     redis.call('ZADD', KEYS[3], 'NX', ARGV[3], d[1])

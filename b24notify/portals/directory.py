@@ -10,7 +10,7 @@ from redis import Redis
 
 from b24notify.keys import Keys
 from b24notify.portals.registry import AppInstall, AppRegistry
-from b24notify.portals.spec import PortalSpec, webhook_portals
+from b24notify.portals.spec import PortalSpec, portal_file, webhook_portals
 from b24notify.settings import Settings
 
 
@@ -18,6 +18,7 @@ class PortalDirectory:
     def __init__(self, settings: Settings, redis: Redis, keys: Keys) -> None:
         self.settings = settings
         self.static = {spec.key: spec for spec in webhook_portals(settings)}
+        self.defaults = portal_file(settings)  # read once: app installs take its top level
         self.registry = AppRegistry(redis, keys) if settings.app_mode else None
 
     def get(self, portal: str) -> tuple[PortalSpec, AppInstall | None] | None:
@@ -29,7 +30,7 @@ class PortalDirectory:
         install = self.registry.get(portal)
         if install is None:
             return None
-        return install.portal_spec(self.settings), install
+        return install.portal_spec(self.settings, self.defaults), install
 
     def portals(self) -> list[str]:
         installed = self.registry.portals() if self.registry is not None else []

@@ -25,7 +25,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from b24notify.keys import Keys, as_text
 from b24notify.metrics import Counters
-from b24notify.portals.spec import PortalSpec, app_portal
+from b24notify.portals.spec import PortalFile, PortalSpec, app_portal
 from b24notify.scripts import APP_INSTALL, APP_UNINSTALL, REPLACE_TOKENS
 from b24notify.settings import Settings, is_loopback_host
 
@@ -60,10 +60,11 @@ class AppInstall:
         except (KeyError, ValueError):
             return None
 
-    def portal_spec(self, settings: Settings) -> PortalSpec:
+    def portal_spec(self, settings: Settings, defaults: PortalFile | None = None) -> PortalSpec:
+        """``defaults``: the top level of B24NOTIFY_CONFIG (language, routes), read once by the caller."""
         return app_portal(settings, domain=self.domain, client_endpoint=self.client_endpoint,
                           application_token=self.application_token, member_id=self.member_id,
-                          user_id=self.user_id)
+                          user_id=self.user_id, defaults=defaults)
 
 
 def endpoint_problem(client_endpoint: str, domain: str) -> str | None:
@@ -172,6 +173,7 @@ def portal_state_keys(keys: Keys, portal: str) -> list[str]:
         keys.sweep_last(portal), keys.sweep_cursor(portal), keys.sweep_lock(portal),
         keys.budget(portal), keys.reconcile_budget(portal), keys.reconcile_budget(portal) + ":sweep",
         f"{operating}:reset_at", keys.oauth_lock(portal), keys.oauth_lock(portal) + ":binding",
+        keys.prefs(portal),
     ]
 
 

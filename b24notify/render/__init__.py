@@ -1,6 +1,7 @@
-"""Rendering alerts for people: the chat message (BBCode) and the e-mail (text + HTML).
+"""Rendering alerts for people, in their language: the chat message (BBCode) and the e-mail
+(text + HTML), for one alert or a digest of one task's alerts.
 
-Pure functions over an ``Alert``; the channels do the sending.
+Pure functions over ``Alert``s; the channels do the sending.
 """
 
 from b24notify.render.bbcode import neutralize_bbcode, strip_bbcode

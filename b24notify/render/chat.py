@@ -1,82 +1,119 @@
-"""The chat message for an alert: the BBCode ``MESSAGE`` of ``im.message.add`` (docs/protocol.md §9).
+"""The chat message for a notice: the BBCode ``MESSAGE`` of ``im.message.add`` and of
+``im.notify.system.add`` (docs/protocol.md §9).
 
-Pure functions. Every piece of user text goes through ``neutralize_bbcode`` so that only our own
-``[url=...]`` and ``[b]`` tags are live in the message.
+One alert is told in full; several alerts of one task (a digest: one sync closed six results) are
+one message with a counted headline, the task once, and a short line per result. Every piece of
+portal text goes through ``neutralize_bbcode`` so that only our own ``[url=...]`` and ``[b]`` tags
+(and the result's simple formatting) are live in the message.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from b24notify.alerts import Alert
-from b24notify.diff import ChangeKind
+from b24notify.i18n import normalize_language
 from b24notify.render.bbcode import FORMATTING_TAGS, neutralize_bbcode, strip_bbcode
+from b24notify.render.phrases import (
+    attached_files,
+    author_name,
+    by_author,
+    file_count,
+    headline,
+    mixes_kinds,
+    more_results,
+    summary,
+    task_title,
+)
+from b24notify.render.text import ELLIPSIS, clean_text, single_line, truncate
 
-MAX_RESULT_CHARS = 1000
-ELLIPSIS = "…"
+__all__ = [
+    "ELLIPSIS",
+    "MAX_DIGEST_ENTRIES",
+    "MAX_ENTRY_CHARS",
+    "MAX_RESULT_CHARS",
+    "as_alerts",
+    "headline",
+    "render_chat",
+    "single_line",
+    "task_title",
+    "truncate",
+]
 
-_HEADLINES = {
-    ChangeKind.NEW: "New result",
-    ChangeKind.CLOSED: "Result closed",
-    ChangeKind.EDITED: "Result edited",
-    ChangeKind.REMOVED: "Result removed",
-}
-
-# C0 and C1 controls (CR, LF, TAB, NEL, ...) and the Unicode line and paragraph separators:
-# anything a chat client or a mail header could treat as a line break.
-_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-
-
-def headline(alert: Alert) -> str:
-    """What happened, in two or three words. A result first seen already closed says so."""
-    if alert.kind is ChangeKind.NEW and alert.result.is_closed:
-        return "New closed result"
-    return _HEADLINES[alert.kind]
-
-
-def single_line(text: str) -> str:
-    """``text`` with control characters and line breaks folded into single spaces."""
-    return " ".join(_LINE_BREAKING.sub(" ", text).split())
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut ``text`` to at most ``limit`` characters, at a word boundary when one is near."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - len(ELLIPSIS)]
-    space = cut.rfind(" ")
-    if space > len(cut) * 0.8:
-        cut = cut[:space]
-    return cut.rstrip() + ELLIPSIS
+MAX_RESULT_CHARS = 1000  # one alert's result text
+MAX_ENTRY_CHARS = 300  # a digest entry's result text
+# A digest lists this many results, then says how many more: with every piece capped, the message
+# stays far below the portal's 60,000 characters (tests/render/test_hostile_render.py).
+MAX_DIGEST_ENTRIES = 20
 
 
-def task_title(alert: Alert) -> str:
-    """The task's title on one line; tasks without a title are named by their id."""
-    return single_line(alert.task.title) or f"Task #{alert.task.id}"
+def as_alerts(alerts: Alert | Sequence[Alert]) -> tuple[Alert, ...]:
+    """One alert or the alerts of one task, as a non-empty tuple."""
+    found = (alerts,) if isinstance(alerts, Alert) else tuple(alerts)
+    if not found:
+        raise ValueError("nothing to render: no alerts")
+    first = found[0]
+    if any(a.portal != first.portal or a.task.id != first.task.id for a in found):
+        raise ValueError("a message tells the alerts of one task")
+    return found
 
 
-def render_chat(alert: Alert) -> str:
-    task, result = alert.task, alert.result
-    title = neutralize_bbcode(task_title(alert), allow_formatting=False)
+def render_chat(alerts: Alert | Sequence[Alert], language: str = "en") -> str:
+    found = as_alerts(alerts)
+    language = normalize_language(language)
+    first = found[0]
+    title = neutralize_bbcode(task_title(first, language), allow_formatting=False)
     # The URL is built from the portal's address and ids, but a "]" or a space in it would end
     # our [url=...] tag early, so those are percent-encoded.
-    url = quote(alert.task_url, safe=":/?#@!$&'()*+,;=%~")
+    url = quote(first.task_url, safe=":/?#@!$&'()*+,;=%~")
     lines = [
-        f"[b]{headline(alert)}[/b]",
-        f"[url={url}]{title}[/url] #{task.id}",
+        f"[b]{summary(found, language)}[/b]",
+        f"[url={url}]{title}[/url] #{first.task.id}",
     ]
-    author = single_line(alert.author_name)
+    if len(found) == 1:
+        lines += _details(first, language)
+    else:
+        lines += _digest_entries(found, language)
+    return "\n".join(lines)
+
+
+def _details(alert: Alert, language: str) -> list[str]:
+    lines = []
+    author = author_name(alert)
     if author:
-        lines.append(f"By: {neutralize_bbcode(author, allow_formatting=False)}")
+        lines.append(by_author(neutralize_bbcode(author, allow_formatting=False), language))
     # Portal tags other than simple formatting (mentions, links, disk files) become their plain
     # text; whatever bracketed text remains is then made inert by the neutralizer.
-    text = strip_bbcode(result.text, keep=FORMATTING_TAGS | {"br"})
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = clean_text(strip_bbcode(alert.result.text, keep=FORMATTING_TAGS | {"br"})).strip()
     if text:
         # Truncate first, then neutralize: a tag cut in half is just text to the neutralizer,
         # and a formatting tag cut off from its closer is closed by it.
         lines.append(neutralize_bbcode(truncate(text, MAX_RESULT_CHARS), allow_formatting=True))
-    if result.files:
-        lines.append(f"Attached files: {len(result.files)}")
-    return "\n".join(lines)
+    if alert.result.files:
+        lines.append(attached_files(len(alert.result.files), language))
+    return lines
+
+
+def _digest_entries(alerts: Sequence[Alert], language: str) -> list[str]:
+    mixed = mixes_kinds(alerts)
+    lines = [_entry(alert, language, mixed) for alert in alerts[:MAX_DIGEST_ENTRIES]]
+    if len(alerts) > MAX_DIGEST_ENTRIES:
+        lines.append(more_results(len(alerts) - MAX_DIGEST_ENTRIES, language))
+    return lines
+
+
+def _entry(alert: Alert, language: str, mixed: bool) -> str:
+    """One line: "• Anna Smith: Signed today (2 files)"; the kind leads when the digest mixes
+    kinds ("• Result closed — Anna Smith: …") or nobody is named."""
+    author = neutralize_bbcode(author_name(alert), allow_formatting=False)
+    kind = headline(alert, language) if mixed or not author else ""
+    lead = " — ".join(part for part in (kind, author) if part)
+    # [br] and line breaks fold into spaces: an entry is one line.
+    text = single_line(clean_text(strip_bbcode(alert.result.text, keep=FORMATTING_TAGS)))
+    entry = f"• {lead}"
+    if text:
+        entry += ": " + neutralize_bbcode(truncate(text, MAX_ENTRY_CHARS), allow_formatting=True)
+    if alert.result.files:
+        entry += f" ({file_count(len(alert.result.files), language)})"
+    return entry

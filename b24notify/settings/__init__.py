@@ -27,6 +27,11 @@ WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>\d+)/(?P<code>[^/]+)/?$")
 DIALOG_ID = re.compile(r"^(chat\d+|sg\d+|\d+)$")
 EMAIL_ADDRESS = re.compile(r"^[^@\s,<>\"]+@[^@\s,<>\"]+$")
 NOTIFIABLE_KINDS = ("new", "closed", "edited", "removed")
+# The people of a task a route can name (issue 9, README "Who gets alerts"): the task's creator
+# (who set it and waits for its result), responsible person, accomplices and auditors, and the
+# result's author (who waits for the result to be accepted).
+ROLES = ("creator", "responsible", "accomplices", "auditors", "author")
+LANGUAGES = ("en", "ru")
 
 
 class ConfigError(Exception):
@@ -88,6 +93,13 @@ def portal_zone(name: str) -> tzinfo:
         raise ValueError("is not an IANA time zone name such as Europe/Berlin") from None
 
 
+def _all_known(values: list[str], known: tuple[str, ...]) -> list[str]:
+    for value in values:
+        if value not in known:
+            raise ValueError(f"{value[:30]!r} is not one of {', '.join(known)}")
+    return values
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -106,6 +118,10 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     email_from: str | None = None
     notify_kinds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["new", "closed"])
+    # One route for every task to these people of the task (roles, comma-separated).
+    notify_people: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The language of alerts where the reader's own preference does not say (en | ru).
+    notify_language: str = "en"
 
     b24_rate_limit: str = "2/50"
     b24_rate_reserve: float = Field(default=0.2, ge=0, lt=1)
@@ -161,7 +177,8 @@ class Settings(BaseSettings):
     # REDIS_URL (default $XDG_DATA_HOME/b24notify, i.e. ~/.local/share/b24notify).
     b24notify_data_dir: Path | None = None
 
-    @field_validator("notify_email", "notify_kinds", "b24notify_delivery_retry_seconds", mode="before")
+    @field_validator("notify_email", "notify_kinds", "notify_people", "b24notify_delivery_retry_seconds",
+                     mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -209,10 +226,20 @@ class Settings(BaseSettings):
     @field_validator("notify_kinds")
     @classmethod
     def _kinds(cls, value: list[str]) -> list[str]:
-        for kind in value:
-            if kind not in NOTIFIABLE_KINDS:
-                raise ValueError(f"{kind!r} is not one of {', '.join(NOTIFIABLE_KINDS)}")
-        return value
+        return _all_known(value, NOTIFIABLE_KINDS)
+
+    @field_validator("notify_people")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        return _all_known(value, ROLES)
+
+    @field_validator("notify_language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        language = value.strip().lower() or "en"
+        if language not in LANGUAGES:
+            raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        return language
 
     @field_validator("b24_rate_limit")
     @classmethod
@@ -284,7 +311,14 @@ class Settings(BaseSettings):
             names.append("chat")
         if self.notify_email:
             names.append("email")
+        if self.notify_people:
+            names.append("people")
         return tuple(names)
+
+    @property
+    def email_configured(self) -> bool:
+        """Can we send e-mail at all (SMTP_URL and EMAIL_FROM)."""
+        return self.smtp_url is not None and self.email_from is not None
 
 
 def load_settings(env_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:

@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 import httpx
 from redis import Redis
 
+from b24notify.channels.apprise import AppriseChannel, is_usable
 from b24notify.channels.base import Channel
 from b24notify.channels.chat import ChatChannel
 from b24notify.channels.email import EmailChannel
+from b24notify.channels.notify import PersonalChannel
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text
 from b24notify.metrics import Counters
 from b24notify.portals.binding import bind_events, handler_url
 from b24notify.portals.directory import PortalDirectory
 from b24notify.portals.registry import AppInstall
-from b24notify.portals.spec import PortalSpec, require_channels
+from b24notify.portals.spec import PortalSpec, require_channels, webhook_portals
 from b24notify.rest.budget import RateBudget
 from b24notify.rest.client import RestClient
 from b24notify.rest.credentials import Credentials, WebhookCredentials
@@ -35,13 +37,14 @@ from b24notify.rest.errors import B24Error
 from b24notify.rest.guard import PortalGuard
 from b24notify.rest.oauth import AppTokens, OAuthApp, OAuthCredentials
 from b24notify.rest.operating import OperatingBudget
-from b24notify.settings import Settings
+from b24notify.settings import ConfigError, Settings
 from b24notify.settings.rates import RateLimit
 from b24notify.settings.smtp import SmtpConfig
 from b24notify.state_epoch import Baseline, StateEpoch, process_name
 from b24notify.workers.reconcile import Reconciler, Watch, WatchPolicy
 from b24notify.workers.upkeep import Upkeep
 
+WEBHOOK_CLIENT_ID = "b24notify"  # the CLIENT_ID of personal notifications sent through a webhook
 SPEC_RECHECK_SECONDS = 30.0  # how soon a reinstall or an uninstall reaches a running worker
 BIND_CHECK_SECONDS = 60.0  # how often a worker checks that an app install's events are bound
 
@@ -65,6 +68,7 @@ class WorkerContext:
     reconciler: Reconciler | None
     spec: PortalSpec
     clock: Callable[[], float] = field(default=time.time)
+    told: set[int] = field(default_factory=set)  # people already logged as having no e-mail address
 
     @property
     def portal(self) -> str:
@@ -90,6 +94,7 @@ class WorkerContexts:
                  serving: bool = False) -> None:
         require_channels(settings)
         self.settings = settings
+        check_apprise_urls(webhook_portals(settings))
         self.redis = redis
         self.keys = Keys(settings.b24notify_key_prefix)
         self.counters = Counters(redis, self.keys)
@@ -202,14 +207,19 @@ class WorkerContexts:
 
         client = RestClient(self._credentials(spec, install), timeout=settings.b24notify_rest_timeout_seconds,
                             observer=observe, guard=portal_guard(settings, redis, keys, spec))
-        channels: dict[str, Channel] = {}
-        if spec.notify_chat:
-            # Its worst case: one REST request plus the budget's longest wait (workers/deadline.py).
-            channels["chat"] = ChatChannel(client, spec.notify_chat,
-                                           send_seconds=settings.b24notify_rest_timeout_seconds + 5.0)
-        if spec.notify_email and settings.smtp_url is not None and settings.email_from:
+        # A REST channel's worst case: one request plus the budget's longest wait (workers/deadline.py).
+        rest_seconds = settings.b24notify_rest_timeout_seconds + 5.0
+        channels: dict[str, Channel] = {
+            "chat": ChatChannel(client, send_seconds=rest_seconds),
+            # A webhook names the app its notification TAGs belong to (CLIENT_ID); an app is itself.
+            "notify": PersonalChannel(client, client_id=settings.b24_client_id or WEBHOOK_CLIENT_ID,
+                                      send_seconds=rest_seconds),
+        }
+        if settings.smtp_url is not None and settings.email_from:
             smtp = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
-            channels["email"] = EmailChannel(smtp, settings.email_from, spec.notify_email)
+            channels["email"] = EmailChannel(smtp, settings.email_from)
+        if spec.apprise_urls:
+            channels["apprise"] = AppriseChannel(spec.apprise_urls)
         watch = Watch(redis, keys, spec.key, WatchPolicy.from_settings(settings))
         reconciler = None
         if settings.b24_reconcile_share > 0:
@@ -239,6 +249,16 @@ def bind_contexts(contexts: WorkerContexts) -> object:
 
 def unbind_contexts(token: object) -> None:
     _current.reset(token)  # type: ignore[arg-type]
+
+
+def check_apprise_urls(specs: list[PortalSpec]) -> None:
+    """An ``apprise:`` target Apprise does not understand fails the start, not every delivery."""
+    for spec in specs:
+        for fingerprint, url in spec.apprise_urls.items():
+            if not is_usable(url):
+                raise ConfigError(f"B24NOTIFY_CONFIG: portal {spec.key}: the apprise: target with fingerprint "
+                                  f"{fingerprint} is not a URL Apprise can send to (the URL is not shown: "
+                                  "it may hold a token)")
 
 
 def portal_guard(settings: Settings, redis: Redis, keys: Keys, spec: PortalSpec) -> PortalGuard:

@@ -25,6 +25,7 @@ from b24notify.channels.base import Channel, DeliveryDeferred, DeliveryError
 from b24notify.channels.chat import known_wait
 from b24notify.dueset import Claim
 from b24notify.keys import Keys, as_text
+from b24notify.notices import Notice, Target
 from b24notify.rest.client import MAX_BATCH
 from b24notify.rest.errors import B24Error
 from b24notify.workers.context import WorkerContext
@@ -47,8 +48,27 @@ class _Due:
     claim: Claim
     key: str
     channel: str
-    alert: Alert
+    notice: Notice
     in_flight: bool = False  # an earlier attempt started and its outcome is unknown
+
+    @property
+    def alert(self) -> Alert:
+        return self.notice.first
+
+
+def record_notice(record: Mapping[str, str], ctx: WorkerContext) -> Notice | None:
+    """The notice a delivery record holds. A record queued before routing (issue 9) holds one
+    alert and a channel name: it goes where that channel went then (NOTIFY_CHAT, NOTIFY_EMAIL)."""
+    if "notice" in record:
+        return Notice.from_json(record["notice"])
+    if "alert" not in record:
+        return None
+    alert = Alert.from_json(record["alert"])
+    if record.get("channel") == "chat" and ctx.spec.notify_chat:
+        return Notice((alert,), Target("chat", ctx.spec.notify_chat), ctx.spec.language)
+    if record.get("channel") == "email" and ctx.spec.notify_email:
+        return Notice((alert,), Target("email", ",".join(ctx.spec.notify_email)), ctx.spec.language)
+    return None
 
 
 def deliver(ctx: WorkerContext, claim: Claim) -> DeliveryOutcome:
@@ -82,7 +102,13 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
             ctx.deliveries.complete(claim)
             outcomes[claim.member] = DeliveryOutcome(claim.member, "skipped")
             continue
-        due = _Due(claim, key, record["channel"], Alert.from_json(record["alert"]), bool(record.get("in_flight")))
+        notice = record_notice(record, ctx)
+        if notice is None:
+            ctx.deliveries.complete(claim)
+            log.error("event=notify.unreadable delivery=%s", claim.member[:200])
+            outcomes[claim.member] = DeliveryOutcome(claim.member, "skipped")
+            continue
+        due = _Due(claim, key, record.get("channel") or notice.target.channel, notice, bool(record.get("in_flight")))
         died = strikes.get(claim.member, 0)
         if died >= ctx.settings.b24notify_task_max_attempts:
             outcomes[claim.member] = _dead(ctx, due, f"its sends never finished {died} times in a row "
@@ -123,7 +149,9 @@ def _send(ctx: WorkerContext, channel: Channel, items: list[_Due], outcomes: dic
         return
     end = deadline.send_end()
     _mark_in_flight(ctx, channel, items)
-    lookable = getattr(channel, "find_posted", None) is not None
+    # A channel that can look before it sends again, or whose repeat replaces the first (a
+    # personal notification's TAG), may be cut mid-send.
+    lookable = getattr(channel, "find_posted", None) is not None or bool(getattr(channel, "repeat_safe", False))
     with ExitStack() as held:
         # The job's time limit waits until the outcomes are recorded: from the send on for a
         # channel that cannot look before it sends again (e-mail: a mail accepted but not recorded
@@ -133,9 +161,9 @@ def _send(ctx: WorkerContext, channel: Channel, items: list[_Due], outcomes: dic
             held.enter_context(alarm_deferred())
         send_many = getattr(channel, "send_many", None)
         if send_many is not None and len(items) > 1:
-            errors: list[DeliveryError | None] = send_many([due.alert for due in items])
+            errors: list[DeliveryError | None] = send_many([due.notice for due in items])
         else:
-            errors = [_send_one(channel, items[0].alert, end)]
+            errors = [_send_one(channel, items[0].notice, end)]
         if lookable:
             held.enter_context(alarm_deferred())
         _record_sent(ctx, [due for due, error in zip(items, errors, strict=True) if error is None])
@@ -152,7 +180,7 @@ def _not_posted_yet(ctx: WorkerContext, channel: object, items: list[_Due],
     if not doubtful or find_posted is None:
         return items
     try:
-        posted: set[str] = find_posted([due.alert for due in doubtful])
+        posted: set[str] = find_posted([due.notice for due in doubtful])
     except B24Error as exc:
         wait = known_wait(exc)
         if wait is not None:
@@ -164,12 +192,12 @@ def _not_posted_yet(ctx: WorkerContext, channel: object, items: list[_Due],
         # Cannot look: send. A possible repeat beats a certain loss.
         log.warning("event=notify.lookup_failed channel=%s code=%s", getattr(channel, "name", "?"), exc.code)
         return items
-    found = [due for due in doubtful if due.alert.key in posted]
+    found = [due for due in doubtful if due.notice.key in posted]
     _record_sent(ctx, found)
     for due in found:
         log.warning("event=notify.already_posted channel=%s delivery=%s", due.channel, due.claim.member)
         outcomes[due.claim.member] = _settle(ctx, due, None)
-    return [due for due in items if due.alert.key not in posted]
+    return [due for due in items if due.notice.key not in posted]
 
 
 def _mark_in_flight(ctx: WorkerContext, channel: object, items: list[_Due]) -> None:
@@ -202,9 +230,9 @@ def _still_ours(ctx: WorkerContext, items: list[_Due], outcomes: dict[str, Deliv
     return [due for due in items if due.claim.member in held]
 
 
-def _send_one(channel: Channel, alert: Alert, end: float | None) -> DeliveryError | None:
+def _send_one(channel: Channel, notice: Notice, end: float | None) -> DeliveryError | None:
     try:
-        channel.send(alert, deadline=end)
+        channel.send(notice, deadline=end)
     except DeliveryError as exc:
         return exc
     return None
@@ -218,8 +246,8 @@ def _settle(ctx: WorkerContext, due: _Due, error: DeliveryError | None) -> Deliv
             # sent it too: the window where a repeat can happen (docs/guarantees.md).
             log.warning("event=notify.late channel=%s delivery=%s", due.channel, due.claim.member)
         ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="sent")
-        log.info("event=notify.sent channel=%s task=%d result=%d kind=%s", due.channel, alert.task.id,
-                 alert.result.id, alert.kind.value)
+        log.info("event=notify.sent channel=%s to=%s task=%d result=%d kind=%s changes=%d", due.channel,
+                 due.notice.target.key, alert.task.id, alert.result.id, alert.kind.value, len(due.notice.alerts))
         return DeliveryOutcome(due.claim.member, "sent")
     if isinstance(error, DeliveryDeferred):
         return _defer(ctx, due, error.retry_after, str(error))

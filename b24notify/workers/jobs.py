@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from b24notify.alerts import Alert
 from b24notify.dueset import Claim, DueSet
-from b24notify.keys import delivery_id, split_task_member
+from b24notify.keys import split_task_member
+from b24notify.notices import Notice
 from b24notify.workers.context import WorkerContext, WorkerContexts, current_contexts
 from b24notify.workers.deadline import MIN_SEND_SECONDS, JobDeadline
 from b24notify.workers.deliver import deliver_many, load_records
@@ -48,7 +49,7 @@ def sync_and_deliver(ctx: WorkerContext, claims: list[Claim], deadline: JobDeadl
     if deadline.left() < MIN_SEND_SECONDS:
         return [o.status for o in outcomes]
     lease = ctx.settings.b24notify_lease_seconds
-    fresh = [delivery_id(alert.key, channel) for o in outcomes for alert in o.alerts for channel in ctx.channels]
+    fresh = [notice.key for o in outcomes for notice in o.notices]
     deliveries = [c for did in fresh for c in ctx.deliveries.claim(1, lease, only=did)]
     if deliveries:
         deliver_many(ctx, deliveries, deadline=deadline)
@@ -68,6 +69,8 @@ def run_deliveries(claims: list[list[str]]) -> list[str]:
 
 
 def _delivery_portal(record: dict[str, str]) -> str:
+    if "notice" in record:
+        return Notice.from_json(record["notice"]).portal
     return Alert.from_json(record["alert"]).portal if "alert" in record else ""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis import Redis
 
-from b24notify.keys import delivery_id, task_member
+from b24notify.keys import task_member
 from b24notify.settings import Settings
 from b24notify.workers.context import WorkerContexts
 from b24notify.workers.deliver import deliver
@@ -38,11 +38,9 @@ def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str
             if not outcome.diff.changes and not outcome.diff.baseline:
                 print("  no changes")
         if send:
-            for alert in outcome.alerts:
-                for channel in ctx.channels:
-                    did = delivery_id(alert.key, channel)
-                    for claim in ctx.deliveries.claim(1, ctx.settings.b24notify_lease_seconds, only=did):
-                        print(f"  {channel:<9} {deliver(ctx, claim).status}")
+            for notice in outcome.notices:
+                for claim in ctx.deliveries.claim(1, ctx.settings.b24notify_lease_seconds, only=notice.key):
+                    print(f"  {notice.target.channel:<9} {notice.target.key:<24} {deliver(ctx, claim).status}")
         return 0 if outcome.status in ("synced", "dropped") else 1
     finally:
         contexts.close()

@@ -3,9 +3,9 @@ unit of the rate budget and carries up to 50 calls), with short Redis caches for
 rarely: task details and user names. The result list is never cached: it is the truth we diff.
 
 A sync of N due tasks costs ⌈N/50⌉ requests for the result lists, plus — only when something is
-worth telling — one more request per 50 task details and author names not in the cache. A small
-sync fills its batch's spare slots with the task details it lacks, so the usual alert (an author
-already known) costs no second request.
+worth telling — one more request per 50 task details and people not in the cache. A small sync
+fills its batch's spare slots with its tasks' details (read afresh: who the task's people are now,
+who closed it), so the usual alert (its people already known) costs no second request.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 from redis import Redis
 
-from b24notify.keys import Keys, as_text
+from b24notify.keys import Keys
+from b24notify.people import Person, parse_user
 from b24notify.rest.client import MAX_BATCH, Answer, RestClient
 from b24notify.rest.errors import B24Error, TaskGone
 from b24notify.results import MalformedResult, ResultList, parse_results
@@ -26,7 +27,8 @@ from b24notify.task_info import MalformedTask, TaskInfo, parse_task
 
 log = logging.getLogger(__name__)
 
-TASK_FIELDS = ["ID", "TITLE", "RESPONSIBLE_ID", "GROUP_ID", "STATUS", "CREATED_BY"]
+TASK_FIELDS = ["ID", "TITLE", "RESPONSIBLE_ID", "GROUP_ID", "STATUS", "CREATED_BY", "ACCOMPLICES", "AUDITORS",
+               "CLOSED_BY"]
 # A results batch for fewer tasks than this also carries their task details that are not cached:
 # the spare slots are free (one request either way), and an alert then needs no second request
 # for them. Big batches (bursts, reconciliation) keep every slot for result lists.
@@ -39,7 +41,11 @@ MAX_RESULT_PAGES = 20
 @dataclass(frozen=True)
 class Details:
     tasks: dict[int, TaskInfo | B24Error | MalformedTask]
-    names: dict[int, str]
+    people: dict[int, Person | B24Error]  # an error: user.get failed for them (retried with the task)
+
+    def name(self, user_id: int) -> str:
+        person = self.people.get(user_id)
+        return person.name if isinstance(person, Person) else ""
 
 
 Call = tuple[str, tuple[str, Mapping[str, Any]]]
@@ -59,6 +65,7 @@ class PortalReads:
         self.task_ttl = task_ttl
         self.user_ttl = user_ttl
         self.zone = zone  # the portal's time zone, for a time it sends without an offset
+        self._read_now: dict[int, TaskInfo] = {}  # task details read with this job's result lists
 
     @property
     def portal(self) -> str:
@@ -69,26 +76,29 @@ class PortalReads:
         batch request as a whole failed (auth, rate limit, outage): that concerns every task."""
         calls: list[Call] = [(f"r{task_id}", ("tasks.task.result.list", {"taskId": task_id})) for task_id in task_ids]
         found: dict[int, ResultList | B24Error | MalformedResult] = {}
+        self._read_now = {}
         for chunk in _chunks(calls):
-            chunk.update(self._prefetch([int(key[1:]) for key in chunk]) if len(chunk) < PREFETCH_BELOW else {})
+            if len(chunk) < PREFETCH_BELOW:
+                chunk.update(self._prefetch([int(key[1:]) for key in chunk]))
             pipe = self.redis.pipeline(transaction=False)
             for key, answer in self.client.batch(chunk).items():
                 task_id = int(key[1:])
                 if key.startswith("t"):
                     info = self._task(task_id, answer)
-                    if isinstance(info, TaskInfo) and self.task_ttl:
-                        pipe.set(self.keys.task_cache(self.portal, task_id), info.to_json(), ex=self.task_ttl)
+                    if isinstance(info, TaskInfo):
+                        self._read_now[task_id] = info
+                        if self.task_ttl:
+                            pipe.set(self.keys.task_cache(self.portal, task_id), info.to_json(), ex=self.task_ttl)
                     continue  # an error here is met again, and handled, by details()
                 found[task_id] = answer if isinstance(answer, B24Error) else self._all_pages(task_id, answer)
             pipe.execute()
         return found
 
-    def _prefetch(self, task_ids: list[int]) -> dict[str, tuple[str, Mapping[str, Any]]]:
-        if not self.task_ttl or not task_ids:
-            return {}
-        cached = self.redis.mget([self.keys.task_cache(self.portal, t) for t in task_ids])
-        return {f"t{t}": ("tasks.task.get", {"taskId": t, "select": TASK_FIELDS})
-                for t, raw in zip(task_ids, cached, strict=True) if raw is None}
+    @staticmethod
+    def _prefetch(task_ids: list[int]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+        # Cached or not: in a small batch the slots are free, and the task's people and CLOSED_BY
+        # are then as of this very read (a result closes when its task is completed).
+        return {f"t{t}": ("tasks.task.get", {"taskId": t, "select": TASK_FIELDS}) for t in task_ids}
 
     def _all_pages(self, task_id: int, first: Answer) -> ResultList | B24Error | MalformedResult:
         # docs/protocol.md §3: the source returns every row; the docs hint at pages of 50. Follow
@@ -110,27 +120,58 @@ class PortalReads:
             return ResultList(tuple(results), complete=False)
         return ResultList(tuple(results))
 
-    def details(self, task_ids: Iterable[int], user_ids: Iterable[int]) -> Details:
-        """Task details and author names, from the cache or one batch for what is missing."""
+    def details(self, task_ids: Iterable[int], user_ids: Iterable[int], *,
+                fresh: Iterable[int] = ()) -> Details:
+        """Task details and people (name, e-mail, active), from the cache or one batch for what is
+        missing. ``fresh``: tasks to read again even when cached (a task just closed: who closed it)."""
         tasks: dict[int, TaskInfo | B24Error | MalformedTask] = {}
-        names: dict[int, str] = {}
         wanted_tasks = sorted(set(task_ids))
-        wanted_users = sorted({u for u in user_ids if u > 0})
-        cached = self.redis.mget(
-            [self.keys.task_cache(self.portal, t) for t in wanted_tasks]
-            + [self.keys.user_cache(self.portal, u) for u in wanted_users]
-        ) if wanted_tasks or wanted_users else []
-        for task_id, raw in zip(wanted_tasks, cached[: len(wanted_tasks)], strict=True):
-            if raw is not None:
+        again = set(fresh)
+        for task_id in wanted_tasks:
+            if task_id in self._read_now:
+                tasks[task_id] = self._read_now[task_id]
+        rest = [t for t in wanted_tasks if t not in tasks]
+        cached = self.redis.mget([self.keys.task_cache(self.portal, t) for t in rest]) if rest else []
+        for task_id, raw in zip(rest, cached, strict=True):
+            if raw is not None and task_id not in again:
                 tasks[task_id] = TaskInfo.from_json(raw)
-        for user_id, raw in zip(wanted_users, cached[len(wanted_tasks):], strict=True):
-            if raw is not None:
-                names[user_id] = as_text(raw)
         calls: list[Call] = [(f"t{t}", ("tasks.task.get", {"taskId": t, "select": TASK_FIELDS}))
-                 for t in wanted_tasks if t not in tasks]
-        # One documented `user.get {ID}` per unknown author (whether FILTER takes an ID list is
-        # undocumented); names are cached for an hour, so this is rare.
-        calls += [(f"u{u}", ("user.get", {"ID": u})) for u in wanted_users if u not in names]
+                             for t in wanted_tasks if t not in tasks]
+        people = self._cached_people(user_ids)
+        calls += self._user_calls(user_ids, people)
+        self._run(calls, tasks, people)
+        return Details(tasks, people)
+
+    def read_now(self, task_id: int) -> TaskInfo | None:
+        """The task's details when they came with this job's result lists."""
+        return self._read_now.get(task_id)
+
+    def people(self, user_ids: Iterable[int]) -> dict[int, Person | B24Error]:
+        """People from the cache, or one batch request (per 50) for those not in it."""
+        found = self._cached_people(user_ids)
+        self._run(self._user_calls(user_ids, found), {}, found)
+        return found
+
+    def _cached_people(self, user_ids: Iterable[int]) -> dict[int, Person | B24Error]:
+        wanted = sorted({u for u in user_ids if u > 0})
+        found: dict[int, Person | B24Error] = {}
+        if not wanted:
+            return found
+        for user_id, raw in zip(wanted, self.redis.mget([self.keys.user_cache(self.portal, u) for u in wanted]),
+                                strict=True):
+            person = Person.from_json(raw) if raw is not None else None
+            if person is not None:
+                found[user_id] = person
+        return found
+
+    @staticmethod
+    def _user_calls(user_ids: Iterable[int], known: Mapping[int, object]) -> list[Call]:
+        # One documented `user.get {ID}` per unknown person (whether FILTER takes an ID list is
+        # undocumented); people are cached for an hour (B24NOTIFY_USER_CACHE_SECONDS), so this is rare.
+        return [(f"u{u}", ("user.get", {"ID": u})) for u in sorted({u for u in user_ids if u > 0}) if u not in known]
+
+    def _run(self, calls: list[Call], tasks: dict[int, TaskInfo | B24Error | MalformedTask],
+             people: dict[int, Person | B24Error]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for chunk in _chunks(calls):
             try:
@@ -144,13 +185,13 @@ class PortalReads:
                     info = tasks[ident]
                     if isinstance(info, TaskInfo) and self.task_ttl:
                         pipe.set(self.keys.task_cache(self.portal, ident), info.to_json(), ex=self.task_ttl)
+                elif isinstance(answer, B24Error):
+                    people[ident] = answer
                 else:
-                    if isinstance(answer, B24Error):
-                        continue  # an alert without the author's name beats no alert
-                    names[ident] = _user_name(ident, answer.result)
-                    pipe.set(self.keys.user_cache(self.portal, ident), names[ident], ex=self.user_ttl or None)
+                    person = parse_user(ident, answer.result)
+                    people[ident] = person
+                    pipe.set(self.keys.user_cache(self.portal, ident), person.to_json(), ex=self.user_ttl or None)
         pipe.execute()
-        return Details(tasks, names)
 
     @staticmethod
     def _task(task_id: int, answer: Answer | B24Error) -> TaskInfo | B24Error | MalformedTask:
@@ -166,10 +207,3 @@ class PortalReads:
 
     def forget_task(self, task_id: int) -> None:
         self.redis.delete(self.keys.task_cache(self.portal, task_id))
-
-
-def _user_name(user_id: int, rows: object) -> str:
-    row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else {}
-    name = " ".join(p for p in (str(row.get("NAME") or ""), str(row.get("LAST_NAME") or "")) if p)
-    # A missing user gets a stable placeholder (cached too, so it costs no call per alert).
-    return name.strip() or f"user {user_id}"

@@ -22,7 +22,10 @@ from rq.timeouts import BaseTimeoutException
 from b24notify.alerts import Alert
 from b24notify.diff import ChangeKind, ResultChange, ResultDiff, StoredResult, diff_results
 from b24notify.dueset import Claim
-from b24notify.keys import as_text, delivery_id, split_task_member
+from b24notify.keys import as_text, split_task_member
+from b24notify.notices import Notice
+from b24notify.people import Person
+from b24notify.prefs import Prefs, PrefsStore
 from b24notify.rest.errors import (
     B24Error,
     BudgetSpent,
@@ -33,6 +36,7 @@ from b24notify.rest.errors import (
 )
 from b24notify.rest.guard import QUERY_LIMIT_PENALTY_SECONDS
 from b24notify.results import MalformedResult, ResultList, TaskResult
+from b24notify.routing.recipients import people_needed, route
 from b24notify.scripts import COMMIT_SYNC
 from b24notify.settings import portal_zone
 from b24notify.state_epoch import EPOCH_CHANGED, EXPIRY_SLACK_SECONDS
@@ -62,6 +66,7 @@ class SyncOutcome:
     queued: int = 0
     detail: str = ""
     alerts: list[Alert] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)  # what it queued: the alerts, routed
 
 
 @dataclass
@@ -71,6 +76,12 @@ class _Pending:
     diff: ResultDiff
     notable: list[ResultChange]
     resumed: bool = False  # the previous state came from the task's tombstone
+
+
+@dataclass(frozen=True)
+class _Details:
+    details: Details
+    prefs: dict[int, Prefs]
 
 
 # A task's stored state as read: its results hash, and its tombstone (used when the hash is empty).
@@ -87,6 +98,7 @@ class TaskSync:
             zone=portal_zone(ctx.settings.b24_portal_timezone),
         )
         self.parking = Parking(ctx)
+        self.prefs = PrefsStore(ctx.redis, ctx.keys)
         self._commit = COMMIT_SYNC.on(ctx.redis)
         self._fetched_at = 0.0
         self._baseline = ctx.baseline()
@@ -202,13 +214,34 @@ class TaskSync:
                    and c.kind is not ChangeKind.REMOVED]
         return _Pending(claim, task_id, diff, notable, resumed)
 
-    def _details(self, pending: list[_Pending]) -> Details | Exception | None:
+    def _details(self, pending: list[_Pending]) -> _Details | Exception | None:
         wanted = [p for p in pending if p.notable]
         if not wanted:
             return None
         authors = [c.result.created_by for p in wanted for c in p.notable if c.result is not None]
+        # A result closes when its task is completed: who completed it is read as of now.
+        closing = [p.task_id for p in wanted if any(c.kind is ChangeKind.CLOSED for c in p.notable)]
+        routes = self.ctx.spec.routes
+        # The people of tasks whose details came with their result lists go in the same request as
+        # whatever details are still missing: one request, not two, when none is cached yet.
+        early: set[int] = set()
+        for item in wanted:
+            known = self.reads.read_now(item.task_id)
+            if known is not None:
+                early |= people_needed(routes, known, [c.result.created_by for c in item.notable
+                                                       if c.result is not None])
         try:
-            return self.reads.details((p.task_id for p in wanted), authors)
+            details = self.reads.details((p.task_id for p in wanted), [*authors, *early], fresh=closing)
+            needed: set[int] = set(authors)
+            for item in wanted:
+                task = details.tasks.get(item.task_id)
+                if isinstance(task, TaskInfo):
+                    needed |= people_needed(routes, task, [c.result.created_by for c in item.notable
+                                                           if c.result is not None])
+            missing = needed - details.people.keys()
+            if missing:
+                details.people.update(self.reads.people(missing))
+            prefs = self.prefs.get_many(self.ctx.portal, sorted(needed)) if needed else {}
         except B24Error as exc:
             return exc
         except JOB_FAILURES:
@@ -216,24 +249,31 @@ class TaskSync:
         except Exception as exc:  # fails the tasks that need details, not the others
             log.exception("event=sync.details_error portal=%s tasks=%d", self.ctx.portal, len(wanted))
             return exc
+        return _Details(details, prefs)
 
-    def _finish(self, item: _Pending, details: Details | Exception | None) -> SyncOutcome:
+    def _finish(self, item: _Pending, found: _Details | Exception | None) -> SyncOutcome:
         ctx = self.ctx
         alerts: list[Alert] = []
+        notices: list[Notice] = []
         if item.notable:
-            if isinstance(details, B24Error):
-                return self._on_error(item.claim, item.task_id, details)
-            if isinstance(details, Exception):
-                return self._failed(item.claim, item.task_id, "error", describe(details))
-            assert isinstance(details, Details)
+            if isinstance(found, B24Error):
+                return self._on_error(item.claim, item.task_id, found)
+            if isinstance(found, Exception):
+                return self._failed(item.claim, item.task_id, "error", describe(found))
+            assert isinstance(found, _Details)
+            details = found.details
             task = details.tasks.get(item.task_id)
             if isinstance(task, B24Error):
                 return self._on_error(item.claim, item.task_id, task)
             if not isinstance(task, TaskInfo):
                 return self._failed(item.claim, item.task_id, "malformed", f"unreadable task details: {task}")
-            alerts = [self._alert(task, c.kind, c.key, c.result, details.names) for c in item.notable
+            alerts = [self._alert(task, c.kind, c.key, c.result, details) for c in item.notable
                       if c.result is not None]
-        queued = self._commit_state(item.claim, item.task_id, item.diff, alerts)
+            routed = self._route(task, alerts, found)
+            if isinstance(routed, B24Error):
+                return self._on_error(item.claim, item.task_id, routed)
+            notices = routed
+        queued = self._commit_state(item.claim, item.task_id, item.diff, notices)
         if queued < 0:
             return SyncOutcome(item.task_id, "stale", item.diff)
         if item.resumed:
@@ -248,7 +288,30 @@ class TaskSync:
             log.info("event=task.baseline portal=%s task=%d results=%d", ctx.portal, item.task_id,
                      len(item.diff.baseline))
         ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="synced")
-        return SyncOutcome(item.task_id, "synced", item.diff, queued, alerts=alerts)
+        return SyncOutcome(item.task_id, "synced", item.diff, queued, alerts=alerts, notices=notices)
+
+    def _route(self, task: TaskInfo, alerts: list[Alert], found: _Details) -> list[Notice] | B24Error:
+        """The notices for these alerts (routing/recipients.py). A person routing needs whose
+        ``user.get`` failed fails the task's run (retried): guessing could tell the wrong people."""
+        ctx = self.ctx
+        spec = ctx.spec
+        needed = people_needed(spec.routes, task, [a.result.created_by for a in alerts])
+        people: dict[int, Person] = {}
+        for uid in needed:
+            person = found.details.people.get(uid)
+            if isinstance(person, B24Error):
+                return person
+            if person is not None:
+                people[uid] = person
+        routed = route(alerts, task=task, routes=spec.routes, people=people, prefs=found.prefs,
+                       language=spec.language, default_kinds=ctx.settings.notify_kinds, default_via=spec.default_via)
+        for reason, count in routed.skipped.items():
+            ctx.counters.inc("b24notify_alerts_skipped", count, portal=ctx.portal, reason=reason)
+        for uid in sorted(routed.without_email - ctx.told):
+            ctx.told.add(uid)  # once per worker process and person
+            log.warning("event=route.no_email portal=%s user=%d detail=%r", ctx.portal, uid,
+                        "the portal gives no e-mail address for this person: they get the chat part only")
+        return routed.notices
 
     def _watch(self, item: _Pending) -> None:
         """Keep the task in the watch set for reconciliation, or let it go: a completed task whose
@@ -260,7 +323,7 @@ class TaskSync:
         else:
             watch.touch([item.task_id], active=bool(item.diff.changes), synced_at=self._fetched_at)
 
-    def _alert(self, task: TaskInfo, kind: ChangeKind, key: str, result: TaskResult, names: dict[int, str]) -> Alert:
+    def _alert(self, task: TaskInfo, kind: ChangeKind, key: str, result: TaskResult, details: Details) -> Alert:
         return Alert(
             portal=self.ctx.portal,
             portal_url=self.ctx.spec.portal_url,
@@ -268,7 +331,7 @@ class TaskSync:
             change_key=key,
             task=task,
             result=result,
-            author_name=names.get(result.created_by, ""),
+            author_name=details.name(result.created_by),
         )
 
     def _stored(self, task_ids: list[int]) -> dict[int, _Stored]:
@@ -290,13 +353,9 @@ class TaskSync:
             return None, False
         return {int(k): StoredResult.from_json(v) for k, v in raw.items() if k != b"_known"}, resumed
 
-    def _commit_state(self, claim: Claim, task_id: int, diff: ResultDiff | None, alerts: list[Alert]) -> int:
+    def _commit_state(self, claim: Claim, task_id: int, diff: ResultDiff | None, notices: list[Notice]) -> int:
         ctx = self.ctx
-        deliveries = [
-            [delivery_id(alert.key, channel), channel, alert.to_json()]
-            for alert in alerts
-            for channel in ctx.channels
-        ]
+        deliveries = [[notice.key, notice.target.channel, notice.to_json()] for notice in notices]
         state = {str(rid): stored.to_json() for rid, stored in (diff.state if diff else {}).items()}
         result = self._commit(
             token=ctx.tasks.k.token, results=ctx.keys.results(ctx.portal, task_id), delivery_due=ctx.deliveries.k.due,

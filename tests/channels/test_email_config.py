@@ -30,7 +30,7 @@ def test_reply_timeout_can_be_set_and_bounds_a_whole_send() -> None:
     cfg = SmtpConfig.from_url("smtp://mail.example.com:587?starttls=true&timeout=2.5")
     assert cfg.timeout == 2.5
     assert cfg.redacted_url() == "smtp://mail.example.com:587?starttls=true&timeout=2.5"
-    assert EmailChannel(cfg, "a@example.com", ["b@example.com"]).send_seconds == 5.0
+    assert EmailChannel(cfg, "a@example.com").send_seconds == 5.0
     assert SmtpConfig.from_url("smtp://mail.example.com").timeout == 10.0
 
 

@@ -14,7 +14,7 @@ def _batch(rest: Rest, cmd: Any, **extra: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     payload: dict[str, Any] = response.json()
     assert set(payload) == {"result", "time"}
-    return payload["result"]
+    return dict(payload["result"])
 
 
 def test_batch_answers_in_five_sections(rest: Rest) -> None:

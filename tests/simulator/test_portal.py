@@ -138,3 +138,20 @@ def test_new_card_results_report_comment_zero(portal: Portal) -> None:
 def test_formatted_text_escapes_html_and_converts_style_tags() -> None:
     assert bbcode_to_html("respond on [B]Monday[/B] <script>&") == "respond on <b>Monday</b> &lt;script&gt;&amp;"
     assert bbcode_to_html("[i]a[/i][u]b[/u][s]c[/s][url]x[/url]") == "<i>a</i><u>b</u><s>c</s>[url]x[/url]"
+
+
+def test_a_task_born_finished_was_closed_by_its_creator_or_the_caller(portal: Portal) -> None:
+    born = portal.add_task("Done already", responsible_id=503, created_by=505, status=COMPLETED)
+    assert (born.closed_by, born.closed_date is not None) == (505, True)
+    by_caller = portal.add_task("Done", responsible_id=503, created_by=505, status=AWAITING_CONTROL, by_user=1)
+    assert by_caller.closed_by == 1
+    assert portal.add_task("Open", responsible_id=503, created_by=505).closed_by == 0
+
+
+def test_one_tag_is_one_slot_across_users(portal: Portal) -> None:
+    first = portal.notify(503, "a", author_id=1, tag="t", client_id="app")
+    second = portal.notify(504, "b", author_id=1, tag="t", client_id="app")
+    other_app = portal.notify(503, "c", author_id=1, tag="t", client_id="other")
+    assert (first.replaced_by, second.removed, other_app.removed) == (second.id, False, False)
+    assert [n.id for n in portal.shown_notifications()] == [second.id, other_app.id]
+    assert [n.id for n in portal.shown_notifications(503)] == [other_app.id]

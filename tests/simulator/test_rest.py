@@ -114,12 +114,13 @@ def test_user_get_by_id_and_by_filter(rest: Rest, sim: RunningSimulator) -> None
 def test_chat_messages_and_notifications_are_recorded(rest: Rest, sim: RunningSimulator) -> None:
     message_id = rest.call("im.message.add", {"DIALOG_ID": "chat7001", "MESSAGE": "[b]New result[/b]",
                                               "URL_PREVIEW": "N", "ATTACH": [{"MESSAGE": "x"}]})
-    notify_id = rest.call("im.notify.system.add", {"USER_ID": 503, "MESSAGE": "Result closed", "TAG": "t1"})
+    notify_id = rest.call("im.notify.system.add", {"USER_ID": 503, "MESSAGE": "Result closed", "TAG": "t1",
+                                                   "CLIENT_ID": "b24notify"})
     [message] = sim.control.messages()
     assert (message["id"], message["dialog_id"], message["message"], message["url_preview"]) == (
         message_id, "chat7001", "[b]New result[/b]", False)
     assert message["attach"] == [{"MESSAGE": "x"}]
-    [notification] = sim.control.notifications()
+    [notification] = sim.control.shown_notifications(503)
     assert (notification["id"], notification["user_id"], notification["tag"]) == (notify_id, 503, "t1")
 
 

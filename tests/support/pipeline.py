@@ -16,6 +16,11 @@ def sync(ctx: WorkerContext, task_id: int) -> SyncOutcome:
     return TaskSync(ctx).run(claim)
 
 
+def delivery_ids(outcome: SyncOutcome, channel: str | None = None) -> list[str]:
+    """The ids of the deliveries a sync queued (its notices' keys), on one channel or all."""
+    return [n.key for n in outcome.notices if channel is None or n.target.channel == channel]
+
+
 def deliver_all(ctx: WorkerContext) -> list[str]:
     """Every due delivery, until none is left (retries scheduled later stay)."""
     statuses = []

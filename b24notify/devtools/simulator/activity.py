@@ -4,6 +4,11 @@
 results are posted as comments (an event), existing comments are pinned as results (no event at
 all, docs/protocol.md §3), and tasks are completed, which closes their results. It talks to the webhook
 like any outside client would, so fault rules and rate limits apply to it too.
+
+Each task has a cast: someone creates it for another person (the responsible one, who writes its
+comments and results) and one or two others audit it, so routes to the task's people (creator,
+auditors) have someone to tell who did not cause the change. An ``opening`` cast makes the first two
+steps fixed: that task is created, then its responsible person posts a result to it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +45,29 @@ class ActivityError(Exception):
         super().__init__(f"{method}: {code} {description}")
 
 
+@dataclass(frozen=True)
+class Cast:
+    """The people of one task: who created it, who does it (and writes its comments), who audits it."""
+
+    creator: int
+    responsible: int
+    auditors: tuple[int, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {"CREATED_BY": self.creator, "RESPONSIBLE_ID": self.responsible, "AUDITORS": list(self.auditors)}
+
+
+def random_cast(users: list[int], rng: random.Random) -> Cast:
+    """A creator, a responsible person other than the creator, and one or two auditors who are
+    neither (as many as there are people for)."""
+    creator = rng.choice(users)
+    others = [user for user in users if user != creator]
+    responsible = rng.choice(others) if others else creator
+    rest = [user for user in others if user != responsible]
+    auditors = rng.sample(rest, min(len(rest), rng.randint(1, 2)))
+    return Cast(creator, responsible, tuple(auditors))
+
+
 @dataclass
 class _Scene:
     """What the demo remembers about its own tasks between steps."""
@@ -49,6 +77,7 @@ class _Scene:
     with_results: set[int] = field(default_factory=set)
     completed: list[int] = field(default_factory=list)
     plain_comments: list[tuple[int, int]] = field(default_factory=list)  # (task, comment)
+    responsible: dict[int, int] = field(default_factory=dict)  # task -> who writes its comments
 
     def forget(self, task_id: int) -> None:
         for tasks in (self.open_tasks, self.completed):
@@ -59,10 +88,13 @@ class _Scene:
 
 
 class _Actor:
-    def __init__(self, http: httpx.Client, rng: random.Random) -> None:
+    def __init__(self, http: httpx.Client, rng: random.Random, opening: Cast | None = None) -> None:
         self._http = http
         self._rng = rng
         self.scene = _Scene()
+        self._script: list[Callable[[], None]] = []  # steps to take before the random ones, in order
+        if opening is not None:
+            self._script.append(lambda: self._open(opening))
 
     def call(self, method: str, params: Mapping[str, Any]) -> Any:
         response = self._http.post(method, json=params)
@@ -80,6 +112,9 @@ class _Actor:
         self.scene.users = ids or [1]
 
     def step(self) -> None:
+        if self._script:
+            self._script.pop(0)()
+            return
         scene, rng = self.scene, self._rng
         choices: list[tuple[str, int]] = [("create", 3 if len(scene.open_tasks) < 2 else 1)]
         if scene.open_tasks:
@@ -93,17 +128,27 @@ class _Actor:
         action = rng.choices([name for name, _ in choices], weights=[w for _, w in choices])[0]
         getattr(self, f"_{action}")()
 
-    def _create(self) -> None:
-        fields = {"TITLE": self._rng.choice(TITLES), "RESPONSIBLE_ID": self._rng.choice(self.scene.users),
-                  "CREATED_BY": 1}
-        task = self.call("tasks.task.add", {"fields": fields})["task"]
-        self.scene.open_tasks.append(int(task["id"]))
-        log.info("event=sim.activity action=task.add task=%s", task["id"])
+    def _open(self, cast: Cast) -> None:
+        """The opening scene: a task with ``cast``, then (next step) a result posted to it."""
+        task_id = self._create(cast)
+        self._script.insert(0, lambda: self._post_result(task_id))
 
-    def _comment(self, *, as_result: bool) -> tuple[int, int]:
-        task_id = self._rng.choice(self.scene.open_tasks)
-        fields = {"POST_MESSAGE": self._rng.choice(RESULTS if as_result else NOTES),
-                  "AUTHOR_ID": self._rng.choice(self.scene.users)}
+    def _create(self, cast: Cast | None = None) -> int:
+        cast = cast or random_cast(self.scene.users, self._rng)
+        fields = {"TITLE": self._rng.choice(TITLES), **cast.fields()}
+        task = self.call("tasks.task.add", {"fields": fields})["task"]
+        task_id = int(task["id"])
+        self.scene.open_tasks.append(task_id)
+        self.scene.responsible[task_id] = cast.responsible
+        log.info("event=sim.activity action=task.add task=%d creator=%d responsible=%d auditors=%s", task_id,
+                 cast.creator, cast.responsible, ",".join(map(str, cast.auditors)) or "-")
+        return task_id
+
+    def _comment(self, *, as_result: bool, task_id: int | None = None) -> tuple[int, int]:
+        if task_id is None:
+            task_id = self._rng.choice(self.scene.open_tasks)
+        author = self.scene.responsible.get(task_id) or self._rng.choice(self.scene.users)
+        fields = {"POST_MESSAGE": self._rng.choice(RESULTS if as_result else NOTES), "AUTHOR_ID": author}
         if as_result:
             fields["AS_RESULT"] = "Y"
         try:
@@ -113,8 +158,8 @@ class _Actor:
             raise
         return task_id, comment_id
 
-    def _post_result(self) -> None:
-        task_id, comment_id = self._comment(as_result=True)
+    def _post_result(self, task_id: int | None = None) -> None:
+        task_id, comment_id = self._comment(as_result=True, task_id=task_id)
         self.scene.with_results.add(task_id)
         log.info("event=sim.activity action=result.post task=%d comment=%d", task_id, comment_id)
 
@@ -145,13 +190,15 @@ class _Actor:
 
 
 def run_activity(
-    webhook_url: str, stop: threading.Event, interval: float = 5.0, rng_seed: int | str | None = None
+    webhook_url: str, stop: threading.Event, interval: float = 5.0, rng_seed: int | str | None = None,
+    opening: Cast | None = None,
 ) -> None:
-    """Act once every ``interval`` seconds until ``stop`` is set. A failed action is logged and the
-    demo carries on: operators may be injecting faults on purpose."""
+    """Act once every ``interval`` seconds until ``stop`` is set, starting with the ``opening``
+    scene when given. A failed action is logged and the demo carries on: operators may be
+    injecting faults on purpose."""
     rng = random.Random(rng_seed)
     with httpx.Client(base_url=webhook_url, timeout=10.0) as http:
-        actor = _Actor(http, rng)
+        actor = _Actor(http, rng, opening)
         users_loaded = False
         while not stop.is_set():
             try:

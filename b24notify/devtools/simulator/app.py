@@ -3,7 +3,8 @@
 
 REST calls come by POST (JSON or PHP-style form body) or GET (query string), two ways (docs/protocol.md §8):
 
-- ``/rest/{user_id}/{code}/{method}[.json]``: the incoming webhook, acting as the webhook's user;
+- ``/rest/{user_id}/{code}/{method}[.json]``: an incoming webhook (the config's, or one made for
+  another user with ``POST /_sim/webhooks``), acting as the webhook's user;
 - ``/rest/{method}[.json]`` with ``auth=<access token>`` in the query or body: the OAuth
   application, acting as the token's user. The token is checked with the simulator's
   ``OAuthAuthority``: none is 401 ``NO_AUTH_FOUND``, an unknown or revoked one or one of another
@@ -105,9 +106,10 @@ class RestEndpoint:
             params = await read_params(request)
         except RestError as error:
             params, bad_request = {}, error
-        if not sim.authorized(request.path_params["user_id"], request.path_params["code"]):
+        caller = sim.webhook_caller(request.path_params["user_id"], request.path_params["code"])
+        if caller is None:
             return self._refuse(method, params, RestError("NO_AUTH_FOUND"), WEBHOOK)
-        return await self._answer(method, params, bad_request, sim.webhook_caller(), WEBHOOK)
+        return await self._answer(method, params, bad_request, caller, WEBHOOK)
 
     async def token_call(self, request: Request) -> Response:
         """``/rest/{method}?auth=…``: an OAuth application's call (docs/protocol.md §8)."""

@@ -22,6 +22,7 @@ AUTH_PARAM = "auth"
 class Caller:
     user_id: int
     oauth: bool = False  # True: an application's access token, not the incoming webhook
+    client_id: str = ""  # the application's client id (OAuth calls); a webhook has none
 
 
 def authenticate(authority: OAuthAuthority, token: Any, member_id: str) -> Caller:
@@ -36,7 +37,7 @@ def authenticate(authority: OAuthAuthority, token: Any, member_id: str) -> Calle
         raise RestError(rejected.code) from None
     if grant.member_id != member_id:  # a token of another portal of the same app
         raise RestError("invalid_token")
-    return Caller(grant.user_id, oauth=True)
+    return Caller(grant.user_id, oauth=True, client_id=authority.client_id)
 
 
 def without_auth(params: Params) -> dict[str, Any]:

@@ -3,6 +3,11 @@
 Plain JSON with snake_case keys (this is our API, not the portal's). No webhook check, no bucket,
 no faults: it must keep working while the REST side is being made to fail.
 
+People: ``GET/POST /users`` list and add users, ``POST /users/{id}`` (or PATCH) changes one
+(``name``, ``last_name``, ``email``, ``active``); ``POST /webhooks`` ``{"user_id": n}`` makes that
+user's incoming webhook (``GET /webhooks`` lists them), so a test can act as them.
+``GET /notifications[?user=ID]``: per user, the notifications shown now and every one added.
+
 The OAuth application: ``POST /app/install`` and ``/app/uninstall`` install and remove it on this
 portal, sending ONAPPINSTALL / ONAPPUNINSTALL and answering once the handler did; ``GET /app``
 shows the install and its ``event.bind`` handlers; ``GET /oauth`` the authority's counters and
@@ -24,6 +29,7 @@ from b24notify.devtools.simulator.config import InvalidConfig
 from b24notify.devtools.simulator.events import Delivery
 from b24notify.devtools.simulator.faults import FaultRule, InvalidFaultRule
 from b24notify.devtools.simulator.oauth import PortalConflict
+from b24notify.devtools.simulator.portal import Portal, UserNotFound
 from b24notify.devtools.simulator.simulation import Simulation
 
 MAX_WAIT_SECONDS = 60.0
@@ -56,6 +62,45 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _user_fields(body: Any, *, required: bool) -> dict[str, Any]:
+    """``name``, ``last_name``, ``email`` (strings, may be empty but for a new user's name) and
+    ``active`` (a boolean) of a control request, checked."""
+    if not isinstance(body, dict):
+        raise BadControlRequest("expected a JSON object of user fields")
+    unknown = set(body) - {"id", "name", "last_name", "email", "active"}
+    if unknown:
+        raise BadControlRequest(f"unknown user fields: {', '.join(sorted(unknown))}")
+    fields: dict[str, Any] = {}
+    for key in ("name", "last_name", "email"):
+        if body.get(key) is not None:
+            if not isinstance(body[key], str):
+                raise BadControlRequest(f"{key} must be a string")
+            fields[key] = body[key]
+    if body.get("active") is not None:
+        if not isinstance(body["active"], bool):
+            raise BadControlRequest("active must be true or false")
+        fields["active"] = body["active"]
+    if required and not str(fields.get("name") or "").strip():
+        raise BadControlRequest("a user needs at least a name")
+    return fields
+
+
+def notification_log(portal: Portal, user_id: int | None = None) -> dict[str, Any]:
+    """Per user (``{"503": {"shown": [...], "history": [...]}}``): the notifications their list
+    shows now, after TAG replacement, and every one ever added for them, removed ones marked
+    (``removed``, ``replaced_by``); ``notifications`` is the whole history in order."""
+    history = [n for n in portal.notifications if user_id is None or n.user_id == user_id]
+    users: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    if user_id is not None:
+        users[str(user_id)] = {"shown": [], "history": []}
+    for notification in history:
+        entry = users.setdefault(str(notification.user_id), {"shown": [], "history": []})
+        entry["history"].append(notification.to_json())
+        if not notification.removed:
+            entry["shown"].append(notification.to_json())
+    return {"users": users, "notifications": [n.to_json() for n in history]}
+
+
 def _outcome(delivery: Delivery) -> dict[str, Any]:
     return {"handler": delivery.handler, "delivered": delivery.outcome == "sent", "status": delivery.status_code}
 
@@ -68,7 +113,11 @@ class ControlApi:
         return JSONResponse({"messages": [plain(m) for m in self.simulation.portal.messages]})
 
     async def notifications(self, request: Request) -> JSONResponse:
-        return JSONResponse({"notifications": [plain(n) for n in self.simulation.portal.notifications]})
+        raw_user = request.query_params.get("user")
+        if raw_user is not None and not raw_user.strip().isdigit():
+            return _bad("user must be a user id")
+        user_id = None if raw_user is None else int(raw_user)
+        return JSONResponse(notification_log(self.simulation.portal, user_id))
 
     async def calls(self, request: Request) -> JSONResponse:
         return JSONResponse(self.simulation.calls.to_json(request.query_params.get("method")))
@@ -126,21 +175,50 @@ class ControlApi:
     async def users(self, request: Request) -> JSONResponse:
         portal = self.simulation.portal
         if request.method == "GET":
-            return JSONResponse({"users": [plain(u) for u in portal.users.values()]})
+            return JSONResponse({"users": [plain(u) for u in sorted(portal.users.values(), key=lambda u: u.id)]})
         try:
             body = await _json_body(request)
-            if not isinstance(body, dict) or not str(body.get("name") or "").strip():
-                raise BadControlRequest("a user needs at least a name")
-            user = portal.add_user(
-                str(body["name"]),
-                str(body.get("last_name") or ""),
-                str(body.get("email") or ""),
-                active=bool(body.get("active", True)),
-                user_id=None if body.get("id") is None else int(body["id"]),
-            )
+            fields = _user_fields(body, required=True)
+            user_id = None if body.get("id") is None else int(body["id"])
+            if user_id is not None and (user_id <= 0 or user_id in portal.users):
+                return _bad(f"user id {user_id} is taken or not positive", 409)
+            user = portal.add_user(fields.pop("name"), **fields, user_id=user_id)
         except (BadControlRequest, TypeError, ValueError) as exc:
             return _bad(str(exc))
         return JSONResponse(plain(user), status_code=201)
+
+    async def user(self, request: Request) -> JSONResponse:
+        """Change a user: ``{"name", "last_name", "email", "active"}``, any of them."""
+        portal = self.simulation.portal
+        try:
+            user_id = int(request.path_params["user_id"])
+            body = await _json_body(request)
+            fields = _user_fields(body, required=False)
+            if "id" in body:
+                raise BadControlRequest("a user's id cannot change")
+            user = portal.update_user(user_id, **fields)
+        except UserNotFound:
+            return _bad("no such user", 404)
+        except (BadControlRequest, TypeError, ValueError) as exc:
+            return _bad(str(exc))
+        return JSONResponse(plain(user))
+
+    async def webhooks(self, request: Request) -> JSONResponse:
+        """``POST {"user_id": n}``: that user's incoming webhook (made the first time)."""
+        sim = self.simulation
+        if request.method == "POST":
+            try:
+                body = await _json_body(request)
+                if not isinstance(body, dict):
+                    raise BadControlRequest('expected {"user_id": n}')
+                user_id = int(body["user_id"])
+                sim.add_webhook(user_id)
+            except UserNotFound:
+                return _bad("no such user", 404)
+            except (BadControlRequest, KeyError, TypeError, ValueError) as exc:
+                return _bad(f'expected {{"user_id": n}}: {exc}')
+            return JSONResponse(_webhook_json(sim, user_id))
+        return JSONResponse({"webhooks": [_webhook_json(sim, u) for u in sorted(sim.webhooks)]})
 
     async def reset(self, request: Request) -> JSONResponse:
         self.simulation.reset()
@@ -187,6 +265,11 @@ class ControlApi:
         return JSONResponse({"ok": True})
 
 
+def _webhook_json(simulation: Simulation, user_id: int) -> dict[str, Any]:
+    # The simulator's webhook codes are fixed test values, not secrets (see serve_forever's log).
+    return {"user_id": user_id, "url": simulation.webhook_url(user_id)}
+
+
 def control_routes(simulation: Simulation) -> list[Route]:
     api = ControlApi(simulation)
     return [
@@ -199,6 +282,8 @@ def control_routes(simulation: Simulation) -> list[Route]:
         Route("/config", api.config, methods=["GET", "POST"]),
         Route("/state", api.state, methods=["GET"]),
         Route("/users", api.users, methods=["GET", "POST"]),
+        Route("/users/{user_id}", api.user, methods=["POST", "PATCH"]),
+        Route("/webhooks", api.webhooks, methods=["GET", "POST"]),
         Route("/reset", api.reset, methods=["POST"]),
         Route("/app", api.app, methods=["GET"]),
         Route("/app/install", api.install_app, methods=["POST"]),

@@ -29,7 +29,24 @@ class SimulatorControl:
     def messages(self) -> list[dict[str, Any]]:
         return list(self._get("messages")["messages"])
 
-    def notifications(self) -> list[dict[str, Any]]:
+    def notifications(self, user_id: int | None = None) -> dict[int, dict[str, list[dict[str, Any]]]]:
+        """Per user: ``{"shown": [...], "history": [...]}``. ``shown`` is what their notification
+        list holds now (a later notification with the same app TAG removed the earlier ones, for
+        whichever user); ``history`` every notification added for them, oldest first, each
+        ``{"id", "user_id", "author_id", "kind", "message", "message_out", "tag", "sub_tag",
+        "client_id", "portal_tag", "attach", "at", "removed", "replaced_by"}``. With ``user_id``,
+        just that user (present even with nothing)."""
+        query = {} if user_id is None else {"user": str(user_id)}
+        users = self._get("notifications", **query)["users"]
+        return {int(key): {"shown": list(entry["shown"]), "history": list(entry["history"])}
+                for key, entry in users.items()}
+
+    def shown_notifications(self, user_id: int) -> list[dict[str, Any]]:
+        """The notifications ``user_id`` sees now, oldest first."""
+        return self.notifications(user_id)[user_id]["shown"]
+
+    def notification_history(self) -> list[dict[str, Any]]:
+        """Every notification added, for anyone, oldest first (removed ones marked)."""
         return list(self._get("notifications")["notifications"])
 
     def calls(self, method: str | None = None) -> dict[str, Any]:
@@ -57,8 +74,22 @@ class SimulatorControl:
 
     def add_user(self, name: str, last_name: str = "", email: str = "", *, user_id: int | None = None,
                  active: bool = True) -> dict[str, Any]:
+        """``{"id", "name", "last_name", "email", "active"}``; the next free id unless ``user_id``."""
         body = {"name": name, "last_name": last_name, "email": email, "active": active, "id": user_id}
         return dict(self._send("POST", "users", body))
+
+    def update_user(self, user_id: int, *, name: str | None = None, last_name: str | None = None,
+                    email: str | None = None, active: bool | None = None) -> dict[str, Any]:
+        """Change what is given, e.g. ``update_user(504, active=False)`` to dismiss someone."""
+        changes = {"name": name, "last_name": last_name, "email": email, "active": active}
+        return dict(self._send("POST", f"users/{user_id}", {k: v for k, v in changes.items() if v is not None}))
+
+    def users(self) -> list[dict[str, Any]]:
+        return list(self._get("users")["users"])
+
+    def webhook_url(self, user_id: int) -> str:
+        """The incoming webhook of ``user_id`` (made on first use): calls through it act as them."""
+        return str(self._send("POST", "webhooks", {"user_id": user_id})["url"])
 
     def reset(self) -> None:
         self._send("POST", "reset")

@@ -7,6 +7,7 @@ no events of their own, and pinning a comment through REST fires none (docs/prot
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,9 +25,12 @@ from b24notify.devtools.simulator.params import (
     int_field,
     param,
     required_int,
+    type_error,
 )
 from b24notify.devtools.simulator.portal import (
     KNOWN_STATUSES,
+    PERSONAL_NOTIFICATION,
+    SYSTEM_NOTIFICATION,
     CommentNotFound,
     Portal,
     ResultAlreadyExists,
@@ -69,14 +73,40 @@ Handler = Callable[[Params, Caller], Answer]
 _TASK_SELECT = {
     "ID": "id", "TITLE": "title", "RESPONSIBLE_ID": "responsibleId", "CREATED_BY": "createdBy",
     "GROUP_ID": "groupId", "STATUS": "status", "CHANGED_DATE": "changedDate",
-    "CREATED_DATE": "createdDate", "CLOSED_DATE": "closedDate", "CHAT_ID": "chatId",
+    "CREATED_DATE": "createdDate", "CLOSED_DATE": "closedDate", "CLOSED_BY": "closedBy", "CHAT_ID": "chatId",
+    "ACCOMPLICES": "accomplices", "AUDITORS": "auditors",
 }
+# Response keys that come along with a selected one: the people's details.
+_TASK_COMPANIONS = {
+    "createdBy": "creator", "responsibleId": "responsible",
+    "accomplices": "accomplicesData", "auditors": "auditorsData",
+}
+
+# ATTACH_OVERSIZE above this many characters of JSON (EN im-notify-system-add.md: "30 KB").
+MAX_ATTACH_CHARS = 30_000
 
 
 def _user_brief(user: User | None, user_id: int) -> dict[str, str]:
     name = f"{user.name} {user.last_name}".strip() if user else ""
     return {"id": str(user_id), "name": name, "link": f"/company/personal/user/{user_id}/",
             "icon": "", "workPosition": ""}
+
+
+def _people_data(users: dict[int, User], user_ids: tuple[int, ...]) -> dict[str, Any] | list[Any]:
+    """``accomplicesData``/``auditorsData``: an object keyed by user id, ``[]`` when there is nobody
+    (a PHP empty array; EN tasks-task-list.md shows ``"accomplicesData": []``)."""
+    if not user_ids:
+        return []
+    return {str(u): _user_brief(users.get(u), u) for u in user_ids}
+
+
+def _user_ids(value: Any, name: str) -> list[int]:
+    """``ACCOMPLICES``/``AUDITORS`` of tasks.task.add/update: an array of user ids (from a form,
+    ``fields[AUDITORS][]=504`` or ``fields[AUDITORS][0]=504``). A single id counts as one."""
+    ids = [as_int(v) for v in as_list(value)]
+    if any(i is None for i in ids):
+        raise type_error(value, name)
+    return [i for i in ids if i is not None and i > 0]
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -111,6 +141,7 @@ class PortalMethods:
                 ("server.time", self.server_time),
                 ("im.message.add", self.message_add),
                 ("im.notify.system.add", self.notify_system_add),
+                ("im.notify.personal.add", self.notify_personal_add),
                 ("im.dialog.messages.get", self.dialog_messages_get),
                 *extra,
             )
@@ -160,16 +191,20 @@ class PortalMethods:
             "status": str(task.status),
             "changedDate": iso(task.changed_date),
             "createdDate": iso(task.created_date),
+            "closedBy": str(task.closed_by),  # "0" while open (EN tasks/fields.md)
             "closedDate": iso(task.closed_date) if task.closed_date else None,
             "chatId": str(task.chat_id),
+            "auditors": [str(u) for u in task.auditors],
+            "accomplices": [str(u) for u in task.accomplices],
             "creator": _user_brief(users.get(task.created_by), task.created_by),
             "responsible": _user_brief(users.get(task.responsible_id), task.responsible_id),
+            "accomplicesData": _people_data(users, task.accomplices),
+            "auditorsData": _people_data(users, task.auditors),
         }
         wanted = [s.upper() for s in select or []]
         if wanted and "*" not in wanted:
             keys = {"id"} | {_TASK_SELECT[s] for s in wanted if s in _TASK_SELECT}
-            keys |= {"creator"} if "createdBy" in keys else set()
-            keys |= {"responsible"} if "responsibleId" in keys else set()
+            keys |= {_TASK_COMPANIONS[k] for k in keys if k in _TASK_COMPANIONS}
             full = {key: value for key, value in full.items() if key in keys}
         if result_info:
             results = self.portal.task_results(task.id)
@@ -193,6 +228,9 @@ class PortalMethods:
             created_by=int_field(fields, "CREATED_BY", caller.user_id),
             group_id=int_field(fields, "GROUP_ID", 0),
             status=status,
+            accomplices=_user_ids(param(fields, "ACCOMPLICES"), "ACCOMPLICES"),
+            auditors=_user_ids(param(fields, "AUDITORS"), "AUDITORS"),
+            by_user=caller.user_id,
         )
         self._emit(events.task_added(task.id), caller.user_id)
         return Answer({"task": self.task_view(task)})
@@ -204,23 +242,29 @@ class PortalMethods:
         if status not in KNOWN_STATUSES:
             raise RestError("ERROR_CORE", f"Unknown task status {status}")
         title = param(fields, "TITLE")
+        accomplices, auditors = param(fields, "ACCOMPLICES"), param(fields, "AUDITORS")
         self.portal.update_task(
             task.id,
             title=None if title is None else str(title),
             status=status,
             responsible_id=int_field(fields, "RESPONSIBLE_ID", task.responsible_id),
+            created_by=int_field(fields, "CREATED_BY", task.created_by),
             group_id=int_field(fields, "GROUP_ID", task.group_id),
+            # Named: the new list replaces the old one (an empty value empties it); not named: kept.
+            accomplices=None if accomplices is None else _user_ids(accomplices, "ACCOMPLICES"),
+            auditors=None if auditors is None else _user_ids(auditors, "AUDITORS"),
+            by_user=caller.user_id,
         )
         return self._updated(task, caller)
 
     def task_complete(self, params: Params, caller: Caller) -> Answer:
         task = self._task(params)
-        self.portal.complete_task(task.id)
+        self.portal.complete_task(task.id, by_user=caller.user_id)
         return self._updated(task, caller)
 
     def task_renew(self, params: Params, caller: Caller) -> Answer:
         task = self._task(params)
-        self.portal.renew_task(task.id)
+        self.portal.renew_task(task.id, by_user=caller.user_id)
         return self._updated(task, caller)
 
     def _updated(self, task: Task, caller: Caller) -> Answer:
@@ -362,6 +406,9 @@ class PortalMethods:
     # -- users, chat, notifications ---------------------------------------------------------------
 
     def user_get(self, params: Params, caller: Caller) -> Answer:
+        # No ACTIVE condition unless asked for: a dismissed user comes back too, with "ACTIVE": false.
+        # EN user-get.md: "ACTIVE — when set to true excludes dismissed users"; the rest module's
+        # userGet adds no ACTIVE filter of its own.
         conditions = dict(as_mapping(param(params, "FILTER")))
         for key in ("ID", "ACTIVE", "EMAIL"):
             if param(params, key) is not None:
@@ -430,17 +477,73 @@ class PortalMethods:
         })
 
     def notify_system_add(self, params: Params, caller: Caller) -> Answer:
-        user_id = as_int(param(params, "USER_ID"))
+        return self._notify(params, caller, SYSTEM_NOTIFICATION)
+
+    def notify_personal_add(self, params: Params, caller: Caller) -> Answer:
+        return self._notify(params, caller, PERSONAL_NOTIFICATION)
+
+    def _notify(self, params: Params, caller: Caller, kind: str) -> Answer:
+        """``im.notify.system.add`` / ``im.notify.personal.add`` (EN ``chats/notifications/``;
+        ``CIMRestService::notifyAdd``), checks in the source's order."""
+        to = param(params, "TO")  # the source's older name, which wins when both are sent
+        user_id = as_int(param(params, "USER_ID") if to is None else to)
         if user_id is None or user_id <= 0:
-            raise RestError("USER_ID_EMPTY", "Recipient user ID can't be empty")
+            raise RestError("USER_ID_EMPTY", "User ID can't be empty")
         message = str(param(params, "MESSAGE") or "").strip()
         if not message:
             raise RestError("MESSAGE_EMPTY", "Message can't be empty")
+        tag = str(param(params, "TAG") or "")
+        sub_tag = str(param(params, "SUB_TAG") or "")
+        client_id, namespace = self._notify_app(params, caller, tagged=bool(tag or sub_tag))
+        attach = _notify_attach(param(params, "ATTACH"))
+        if user_id not in self.portal.users:
+            # Undocumented for an unknown user; the pages say only "If the notification was not
+            # created, it may return false" — so false, in a 200 (docs/protocol.md §9).
+            return Answer(False)
         notification = self.portal.notify(
             user_id, message,
             author_id=caller.user_id,
-            message_out=str(param(params, "MESSAGE_OUT") or ""),
-            tag=str(param(params, "TAG") or ""),
-            sub_tag=str(param(params, "SUB_TAG") or ""),
+            message_out=str(param(params, "MESSAGE_OUT") or "").strip(),
+            tag=tag,
+            sub_tag=sub_tag,
+            client_id=client_id,
+            namespace=namespace,
+            kind=kind,
+            attach=attach,
         )
         return Answer(notification.id)
+
+    @staticmethod
+    def _notify_app(params: Params, caller: Caller, *, tagged: bool) -> tuple[str, str]:
+        """The app a notification belongs to: ``(client id, tag namespace)``. An OAuth call is its
+        application's (``CLIENT_ID`` is ignored then); a webhook names one with ``CLIENT_ID`` and
+        must when it sends ``TAG`` or ``SUB_TAG`` ("Pass it with CLIENT_ID when calling via
+        webhook", EN im-notify-system-add.md). The page gives no error for leaving it out; the one
+        used is what im.notify.delete documents for the same case (EN im-notify-delete.md:
+        ``ACCESS_DENIED`` "Access denied! Client ID not specified", the source's AccessException,
+        HTTP 403). A webhook's namespace is "custom" + CLIENT_ID, as the im module's bot methods
+        and notifyDelete make it."""
+        if caller.oauth:
+            return caller.client_id, caller.client_id
+        client_id = str(param(params, "CLIENT_ID") or "").strip()
+        if tagged and not client_id:
+            raise RestError("ACCESS_DENIED", "Access denied! Client ID not specified", 403)
+        return client_id, f"custom{client_id}" if client_id else ""
+
+
+def _notify_attach(raw: Any) -> Any:
+    """``ATTACH``: an object or array, or the same as a JSON string (``ATTACH_ERROR`` otherwise),
+    at most ``MAX_ATTACH_CHARS`` of JSON (``ATTACH_OVERSIZE``)."""
+    if raw is None or raw == "":
+        return None
+    attach = raw
+    if isinstance(raw, str):
+        try:
+            attach = json.loads(raw)
+        except ValueError:
+            raise RestError("ATTACH_ERROR", "Incorrect attach params") from None
+    if not isinstance(attach, dict | list) or not attach:
+        raise RestError("ATTACH_ERROR", "Incorrect attach params")
+    if len(json.dumps(attach, ensure_ascii=False)) > MAX_ATTACH_CHARS:
+        raise RestError("ATTACH_OVERSIZE", "You have exceeded the maximum allowable size of attach")
+    return attach

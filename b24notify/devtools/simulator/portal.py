@@ -14,6 +14,7 @@ results close or reopen"):
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
 import re
@@ -38,6 +39,10 @@ class TaskNotFound(LookupError):
 
 
 class CommentNotFound(LookupError):
+    pass
+
+
+class UserNotFound(LookupError):
     pass
 
 
@@ -91,6 +96,9 @@ class Task:
     changed_date: datetime
     closed_date: datetime | None
     chat_id: int
+    accomplices: tuple[int, ...] = ()  # "participants"
+    auditors: tuple[int, ...] = ()  # "observers"
+    closed_by: int = 0  # who moved it to 4 or 5; 0 while it is open (EN tasks/fields.md "closedBy")
 
 
 @dataclass
@@ -153,16 +161,50 @@ class ChatMessage:
     system: bool = False
 
 
+SYSTEM_NOTIFICATION = "system"  # im.notify.system.add
+PERSONAL_NOTIFICATION = "personal"  # im.notify.personal.add
+
+
+def portal_tag(namespace: str, tag: str) -> str:
+    """The ``NOTIFY_TAG`` the im module stores for an app's ``TAG``: ``MP|<md5(client id)[:5]>|TAG``
+    (``CIMRestService::notifyAdd``). Tags of different apps never meet; within one app a tag is
+    one slot for the whole portal, whoever the recipient."""
+    if not tag:
+        return ""
+    return f"MP|{hashlib.md5(namespace.encode()).hexdigest()[:5]}|{tag}"
+
+
 @dataclass
 class Notification:
     id: int
     user_id: int
-    author_id: int
+    author_id: int  # who sent it: the caller of the REST method
     message: str
     created_at: datetime
     message_out: str = ""
     tag: str = ""
     sub_tag: str = ""
+    client_id: str = ""  # the app it came from: the OAuth client id, or a webhook's CLIENT_ID
+    namespace: str = ""  # what the portal keys the app's tags by ("custom" + CLIENT_ID for a webhook)
+    kind: str = SYSTEM_NOTIFICATION
+    attach: Any = None
+    replaced_by: int | None = None  # the later notification whose TAG removed this one
+
+    @property
+    def portal_tag(self) -> str:
+        return portal_tag(self.namespace, self.tag)
+
+    @property
+    def removed(self) -> bool:
+        return self.replaced_by is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "user_id": self.user_id, "author_id": self.author_id, "kind": self.kind,
+            "message": self.message, "message_out": self.message_out, "tag": self.tag, "sub_tag": self.sub_tag,
+            "client_id": self.client_id, "portal_tag": self.portal_tag, "attach": self.attach,
+            "at": iso(self.created_at), "removed": self.removed, "replaced_by": self.replaced_by,
+        }
 
 
 @dataclass
@@ -193,6 +235,7 @@ class Portal:
         self.comments: dict[int, Comment] = {}
         self.results: dict[int, ResultRow] = {}
         self.messages: list[ChatMessage] = []
+        # Every notification ever added, oldest first; one a TAG removed stays here with replaced_by.
         self.notifications: list[Notification] = []
 
     def _stamp(self) -> datetime:
@@ -210,6 +253,29 @@ class Portal:
         self.users[new_id] = user
         return user
 
+    def update_user(
+        self,
+        user_id: int,
+        *,
+        name: str | None = None,
+        last_name: str | None = None,
+        email: str | None = None,
+        active: bool | None = None,
+    ) -> User:
+        """Change what is given; ``active=False`` is a dismissed employee (user.get still lists them)."""
+        user = self.users.get(user_id)
+        if user is None:
+            raise UserNotFound(user_id)
+        if name is not None:
+            user.name = name
+        if last_name is not None:
+            user.last_name = last_name
+        if email is not None:
+            user.email = email
+        if active is not None:
+            user.active = active
+        return user
+
     # -- tasks ------------------------------------------------------------------------------------
 
     def task(self, task_id: int) -> Task:
@@ -219,9 +285,21 @@ class Portal:
             raise TaskNotFound(task_id) from None
 
     def add_task(
-        self, title: str, *, responsible_id: int, created_by: int, group_id: int = 0, status: int = PENDING
+        self,
+        title: str,
+        *,
+        responsible_id: int,
+        created_by: int,
+        group_id: int = 0,
+        status: int = PENDING,
+        accomplices: Iterable[int] = (),
+        auditors: Iterable[int] = (),
+        by_user: int | None = None,
     ) -> Task:
+        """``by_user``: who adds it (the caller), who closed it when it is born in status 4 or 5;
+        the creator when not given."""
         now = self._stamp()
+        closed = status in CLOSES_RESULTS
         task = Task(
             id=next(self._ids.task),
             title=title,
@@ -231,8 +309,11 @@ class Portal:
             status=status,
             created_date=now,
             changed_date=now,
-            closed_date=now if status == COMPLETED else None,
+            closed_date=now if closed else None,
             chat_id=next(self._ids.chat),
+            accomplices=_people(accomplices),
+            auditors=_people(auditors),
+            closed_by=(created_by if by_user is None else by_user) if closed else 0,
         )
         self.tasks[task.id] = task
         return task
@@ -244,30 +325,49 @@ class Portal:
         title: str | None = None,
         status: int | None = None,
         responsible_id: int | None = None,
+        created_by: int | None = None,
         group_id: int | None = None,
+        accomplices: Iterable[int] | None = None,
+        auditors: Iterable[int] | None = None,
+        by_user: int | None = None,
     ) -> Task:
+        """Change what is given (``accomplices``/``auditors`` replace the lists). ``by_user`` is who
+        makes the change (the caller; the responsible when not given): a status change to 4 or 5
+        makes them ``closed_by`` and sets ``closed_date``, any other status change clears both
+        (``CTasks::Update`` in the tasks module source, on a status change only)."""
         task = self.task(task_id)
         now = self._stamp()
         if title is not None:
             task.title = title
         if responsible_id is not None:
             task.responsible_id = responsible_id
+        if created_by is not None:
+            task.created_by = created_by
         if group_id is not None:
             task.group_id = group_id
+        if accomplices is not None:
+            task.accomplices = _people(accomplices)
+        if auditors is not None:
+            task.auditors = _people(auditors)
         if status is not None and status != task.status:
             task.status = status
-            task.closed_date = now if status == COMPLETED else None
+            if status in CLOSES_RESULTS:
+                task.closed_by = task.responsible_id if by_user is None else by_user
+                task.closed_date = now
+            else:
+                task.closed_by = 0
+                task.closed_date = None
         task.changed_date = now
         # Control\Task::update() → closeResult() runs on every update that leaves the task in 4 or 5.
         if task.status in CLOSES_RESULTS:
             self._close_results(task.id, now)
         return task
 
-    def complete_task(self, task_id: int) -> Task:
-        return self.update_task(task_id, status=COMPLETED)
+    def complete_task(self, task_id: int, *, by_user: int | None = None) -> Task:
+        return self.update_task(task_id, status=COMPLETED, by_user=by_user)
 
-    def renew_task(self, task_id: int) -> Task:
-        return self.update_task(task_id, status=PENDING)
+    def renew_task(self, task_id: int, *, by_user: int | None = None) -> Task:
+        return self.update_task(task_id, status=PENDING, by_user=by_user)
 
     def delete_task(self, task_id: int) -> Task:
         task = self.task(task_id)
@@ -394,11 +494,22 @@ class Portal:
         return posted
 
     def notify(
-        self, user_id: int, message: str, *, author_id: int, message_out: str = "", tag: str = "", sub_tag: str = ""
+        self,
+        user_id: int,
+        message: str,
+        *,
+        author_id: int,
+        message_out: str = "",
+        tag: str = "",
+        sub_tag: str = "",
+        client_id: str = "",
+        namespace: str | None = None,
+        kind: str = SYSTEM_NOTIFICATION,
+        attach: Any = None,
     ) -> Notification:
-        # "adding a notification with an existing tag removes the others" (docs/protocol.md §9)
-        if tag:
-            self.notifications = [n for n in self.notifications if n.tag != tag]
+        """Add a notification. A ``tag`` already used by the same app (``namespace``; ``client_id``
+        when not given) removes every earlier notification with it, whoever they were for:
+        ``CIMNotify::DeleteByTag`` deletes by ``NOTIFY_TAG`` alone (docs/protocol.md §9)."""
         notification = Notification(
             id=next(self._ids.notification),
             user_id=user_id,
@@ -408,6 +519,23 @@ class Portal:
             message_out=message_out,
             tag=tag,
             sub_tag=sub_tag,
+            client_id=client_id,
+            namespace=client_id if namespace is None else namespace,
+            kind=kind,
+            attach=attach,
         )
+        if notification.portal_tag:
+            for earlier in self.notifications:
+                if not earlier.removed and earlier.portal_tag == notification.portal_tag:
+                    earlier.replaced_by = notification.id
         self.notifications.append(notification)
         return notification
+
+    def shown_notifications(self, user_id: int | None = None) -> list[Notification]:
+        """What a user's notification list shows now: every notification not removed by a TAG."""
+        return [n for n in self.notifications if not n.removed and (user_id is None or n.user_id == user_id)]
+
+
+def _people(user_ids: Iterable[int]) -> tuple[int, ...]:
+    """A task's list of people: each user once, in the order given, no zeros."""
+    return tuple(dict.fromkeys(u for u in user_ids if u > 0))

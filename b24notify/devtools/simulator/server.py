@@ -104,6 +104,10 @@ class RunningSimulator:
     def webhook_url(self) -> str:
         return f"{self.base_url}/rest/{self.config.webhook_user_id}/{self.config.webhook_code}/"
 
+    def webhook_url_for(self, user_id: int) -> str:
+        """An incoming webhook of another user (made on first use): calls through it act as them."""
+        return self.control.webhook_url(user_id)
+
     @property
     def oauth_url(self) -> str:
         """The token endpoint (``grant_type=refresh_token``), served from ``authority``."""

@@ -34,7 +34,10 @@ from b24notify.devtools.simulator.events import AppCopy, Delivery, EventChaos, E
 from b24notify.devtools.simulator.faults import FaultPlan
 from b24notify.devtools.simulator.methods import PortalMethods
 from b24notify.devtools.simulator.oauth import OAuthAuthority, TokenRejected, TokenResponse
-from b24notify.devtools.simulator.portal import Portal
+from b24notify.devtools.simulator.portal import Portal, UserNotFound
+
+# The code of a webhook made for another user: a fixed test value like the config's, not a secret.
+WEBHOOK_CODE_PREFIX = "sim-webhook-user-"
 
 
 def _auth(config: SimulatorConfig) -> WebhookAuth:
@@ -86,16 +89,29 @@ class Simulation:
         event_methods = EventMethods(lambda: self.app)
         self.methods = PortalMethods(self.portal, self._emit, extra=event_methods.handlers())
         self.dispatcher = Dispatcher(self.methods, self.faults, self.ledger, wall=self._wall)
+        # user id -> webhook code; the config's webhook first, others made through the control API.
+        self.webhooks: dict[int, str] = {config.webhook_user_id: config.webhook_code}
 
     # -- auth -----------------------------------------------------------------------------------------
 
-    def authorized(self, user_id: str, code: str) -> bool:
-        return user_id == str(self.config.webhook_user_id) and hmac.compare_digest(
-            code.encode(), self.config.webhook_code.encode()
-        )
+    def webhook_caller(self, user_id: str, code: str) -> Caller | None:
+        """Who ``/rest/{user_id}/{code}/`` acts as, or None when no such webhook exists."""
+        known = self.webhooks.get(int(user_id)) if user_id.isdigit() else None
+        if known is None or not hmac.compare_digest(code.encode(), known.encode()):
+            return None
+        return Caller(int(user_id))
 
-    def webhook_caller(self) -> Caller:
-        return Caller(self.config.webhook_user_id)
+    def add_webhook(self, user_id: int) -> str:
+        """An incoming webhook of ``user_id`` (made once, the same one after): its code. Each user
+        makes their own in the portal; a call through it acts as them (docs/protocol.md §8).
+        Raises UserNotFound for a user the portal does not have."""
+        if user_id not in self.portal.users:
+            raise UserNotFound(user_id)
+        return self.webhooks.setdefault(user_id, f"{WEBHOOK_CODE_PREFIX}{user_id}")
+
+    def webhook_url(self, user_id: int) -> str:
+        config = self.config
+        return f"{config.scheme}://{config.portal_domain}/rest/{user_id}/{self.webhooks[user_id]}/"
 
     def token_caller(self, token: Any) -> Caller:
         """The caller behind an access token, if it is current and this portal's; raises RestError."""
@@ -113,8 +129,8 @@ class Simulation:
         return self.config
 
     def reset(self) -> None:
-        """Back to the state right after start: seed users only, startup config, empty logs, and
-        the app not installed (its tokens on this portal revoked)."""
+        """Back to the state right after start: seed users only, startup config, empty logs, only
+        the config's webhook, and the app not installed (its tokens on this portal revoked)."""
         self._drop_app()
         self.config = self.initial_config
         self._build()

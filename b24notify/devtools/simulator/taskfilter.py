@@ -1,6 +1,7 @@
 """The ``filter`` of ``tasks.task.list`` (docs/protocol.md §4): ``ID``, ``STATUS``, ``CHANGED_DATE``… with
 the prefixes ``!``, ``<``, ``<=``, ``>``, ``>=``. Dates go through ``strtotime()`` on the portal, so ISO
-8601 with an offset works; a date without one is taken as UTC here."""
+8601 with an offset works; a date without one is taken as UTC here. ``ACCOMPLICE`` and ``AUDITOR``
+match a task that has any of the given users among its participants / observers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ _INT_FIELDS: dict[str, Callable[[Task], int]] = {
     "GROUP_ID": lambda t: t.group_id,
     "RESPONSIBLE_ID": lambda t: t.responsible_id,
     "CREATED_BY": lambda t: t.created_by,
+    "CLOSED_BY": lambda t: t.closed_by,
+}
+_PEOPLE_FIELDS: dict[str, Callable[[Task], tuple[int, ...]]] = {
+    "ACCOMPLICE": lambda t: t.accomplices,
+    "AUDITOR": lambda t: t.auditors,
 }
 _DATE_FIELDS: dict[str, Callable[[Task], datetime | None]] = {
     "CHANGED_DATE": lambda t: t.changed_date,
@@ -66,10 +72,20 @@ def task_filters(raw: Mapping[str, Any]) -> list[Callable[[Task], bool]]:
         elif name in _DATE_FIELDS:
             getter = _DATE_FIELDS[name]
             values = [_parse_date(v) for v in as_list(value)]
+        elif name in _PEOPLE_FIELDS and op in ("", "=", "!", "!="):
+            filters.append(_people_filter(_PEOPLE_FIELDS[name], {as_int(v) for v in as_list(value)},
+                                          negate=op in ("!", "!=")))
+            continue
         else:
             continue
         filters.append(_one_filter(getter, op, values))
     return filters
+
+
+def _people_filter(
+    getter: Callable[[Task], tuple[int, ...]], wanted: set[int | None], *, negate: bool
+) -> Callable[[Task], bool]:
+    return lambda task: bool(wanted.intersection(getter(task))) != negate
 
 
 def _one_filter(getter: Callable[[Task], Any], op: str, values: list[Any]) -> Callable[[Task], bool]:
