@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest bench constraints clean
+.PHONY: install run test lint typecheck pytest bench constraints clean browser
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,15 @@ lint: install typecheck
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright. Installed here when
+# missing and possible (root and apt-get); otherwise those tests skip, saying so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+	  echo "make: Chromium is missing and cannot be installed here: the browser tests will be skipped"
+
+pytest: install browser
 	$(BIN)/pytest
 
 test: lint pytest

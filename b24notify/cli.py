@@ -1,5 +1,5 @@
-"""``b24notify`` command line: serve, worker, sync, register, deadletter, prefs, doctor, preview, up,
-simulate."""
+"""``b24notify`` command line: serve, worker, sync, trace, register, deadletter, prefs, console, doctor, preview,
+up, simulate."""
 
 from __future__ import annotations
 
@@ -101,6 +101,59 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from b24notify.keys import Keys
+    from b24notify.portals.directory import PortalDirectory
+    from b24notify.trace import TRACE_MAXLEN, TRACE_TTL_SECONDS, TraceLog, format_timeline
+
+    def refuse(message: str) -> int:
+        print(f"b24notify: trace: {message}", file=sys.stderr)
+        return 2
+
+    settings = _settings(args)
+    keys = Keys(settings.b24notify_key_prefix)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        directory = PortalDirectory(settings, redis, keys)
+        configured = directory.portals()
+        if args.portal is None:
+            if len(configured) != 1:
+                return refuse(f"say which portal with --portal HOST: one of {', '.join(configured) or '(none)'}")
+            portal = configured[0]
+        else:
+            portal = args.portal.strip().lower()
+            if directory.get(portal) is None:
+                # What was given may be the webhook URL, with its secret: never echo a URL.
+                shown = "(give it as host[:port], not a URL)" if any(c in portal for c in "/@?#") else portal
+                return refuse(f"unknown portal {shown}; configured portals: {', '.join(configured) or 'none'}")
+        trace = TraceLog(redis, keys)
+        task_id: int | None = args.task
+        if args.result is not None:
+            task_id = trace.find_result(portal, args.result)
+            if task_id is None:
+                print(f"result {args.result}: no step of the trace of {portal} names it")
+                return 1
+            print(f"result {args.result} is a result of task {task_id}")
+        assert task_id is not None
+        entries = trace.timeline(portal, task_id, args.limit)
+    except RedisError as exc:
+        print(f"b24notify: trace: Redis did not answer: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        redis.close()
+    if not entries:
+        print(f"task {task_id}: no steps in the trace of {portal} (it keeps the last {TRACE_MAXLEN:,} steps, "
+              f"for {TRACE_TTL_SECONDS // 86400} days after the last one)")
+        return 1
+    print(f"task {task_id} on {portal}: {len(entries)} step{'' if len(entries) == 1 else 's'}, oldest first")
+    for line in format_timeline(reversed(entries)):
+        print(line)
+    return 0
+
+
 def cmd_prefs(args: argparse.Namespace) -> int:
     from redis import Redis
     from redis.exceptions import RedisError
@@ -154,6 +207,27 @@ def cmd_prefs(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     print(preview(args.language, args.kind, args.count))
+    return 0
+
+
+def cmd_console_hash_password(args: argparse.Namespace) -> int:
+    """Print B24NOTIFY_CONSOLE_PASSWORD_HASH for a password typed twice (or one line of stdin)."""
+    import getpass
+
+    from b24notify.settings.console import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Console password: ")
+        if getpass.getpass("Again: ") != password:
+            print("b24notify: console hash-password: the two passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        print(hash_password(password))
+    except ValueError as exc:
+        print(f"b24notify: console hash-password: the password {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -253,6 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", metavar="AGE", help="only those dead longer than AGE: 7d, 12h, 30m")
     deadletter.set_defaults(func=cmd_deadletter)
 
+    trace = sub.add_parser("trace", help="print a task's trace: events, syncs, deliveries, replays (oldest first)",
+                           description="Every recorded step of one task, oldest first (the last line is the "
+                                       "latest): events received, syncs (trigger, REST requests, outcome, the "
+                                       "diff's result ids), each delivery attempt and dead-letter replay.")
+    trace.add_argument("--portal", metavar="HOST", help="the portal (host[:port]); default: the only one configured")
+    which = trace.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", type=int, metavar="ID", help="the task id")
+    which.add_argument("--result", type=int, metavar="ID", help="a result id: find its task, print the task's trace")
+    trace.add_argument("--limit", type=int, default=500, help="at most this many steps, the latest (default 500)")
+    trace.set_defaults(func=cmd_trace)
+
     prefs = sub.add_parser(
         "prefs", help="per-person preferences: mute, kinds, channels, language",
         description="Preferences of one person on one portal. A change applies from the next sync "
@@ -276,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     prefs_list = prefs_sub.add_parser("list", help="show the preferences set on a portal")
     prefs_list.add_argument("--portal", required=True, metavar="HOST", help=portal_help)
     prefs.set_defaults(func=cmd_prefs)
+
+    console = sub.add_parser("console", help="the operator console at /console (README: Console)")
+    console_sub = console.add_subparsers(dest="action", required=True)
+    hashing = console_sub.add_parser(
+        "hash-password", help="print a B24NOTIFY_CONSOLE_PASSWORD_HASH (the password: typed twice, or stdin)",
+        description="Read a password (typed twice at a terminal, else the first line of stdin) and print its "
+                    "PBKDF2-SHA256 hash for B24NOTIFY_CONSOLE_PASSWORD_HASH. Needs no other setting.")
+    hashing.set_defaults(func=cmd_console_hash_password)
 
     doctor = sub.add_parser("doctor", help="check config, Redis, the portal and the queues")
     doctor.set_defaults(func=cmd_doctor)

@@ -15,9 +15,12 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
+from b24notify.alerts import Alert
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, Keys, as_text
+from b24notify.notices import Notice
 from b24notify.scripts import DEADLETTER_EXPIRE
+from b24notify.trace import Step, add_steps, replay_step
 
 # A dead delivery's record lives this long after its death (workers/deliver.py sets it, as
 # KEEP_FINISHED_SECONDS: tests/test_deadletter_purge.py checks they agree); its entry goes with it.
@@ -26,6 +29,26 @@ DEAD_RECORD_SECONDS = 30 * 86400
 REPLAYED_RECORD_SECONDS = 7 * 86400
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def replay_trace(delivery: str, channel: str, notice: str | None, alert: str | None,
+                 by: str) -> tuple[str, Step] | None:
+    """The portal and the ``replay`` step of a replayed delivery, from its record's notice (or
+    the one alert of a record from before issue 9); None when neither is readable."""
+    try:
+        if notice is not None:
+            found = Notice.from_json(notice)
+            alerts, recipient, portal = found.alerts, found.target.key, found.portal
+        elif alert is not None:
+            one = Alert.from_json(alert)
+            alerts, recipient, portal = (one,), channel, one.portal
+        else:
+            return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return portal, replay_step(alerts[0].task.id, delivery=delivery, recipient=recipient,
+                               channel=channel or recipient.split(":", 1)[0],
+                               results=[a.result.id for a in alerts], by=by)
 
 
 def parse_age(text: str) -> float:
@@ -79,10 +102,11 @@ class DeadLetters:
             ))
         return dead
 
-    def replay(self, delivery_ids: list[str] | None = None) -> list[str]:
+    def replay(self, delivery_ids: list[str] | None = None, *, by: str = "cli") -> list[str]:
         """Queue dead deliveries again (all of them when ``delivery_ids`` is None). Returns the ids
         queued; ids that are not dead are skipped, and ids whose record expired leave the list
-        (there is nothing left to send)."""
+        (there is nothing left to send). Each replay is a ``replay`` step in its portal's trace,
+        with ``by``: who asked (``cli``, ``console:<user>``)."""
         wanted = delivery_ids if delivery_ids is not None else [
             as_text(m) for m in self.redis.zrange(self.keys.deadletter(), 0, -1)  # type: ignore[arg-type]
         ]
@@ -92,13 +116,21 @@ class DeadLetters:
             key = self.keys.delivery(delivery)
             if self.redis.zscore(self.keys.deadletter(), delivery) is None:
                 continue
-            if not self.redis.exists(key):
+            read = self.redis.pipeline(transaction=False)
+            read.exists(key)
+            read.hmget(key, ["channel", "notice", "alert"])
+            exists, fields = read.execute()
+            if not exists:
                 self.redis.zrem(self.keys.deadletter(), delivery)
                 continue
+            channel, notice, alert = (as_text(v) if v is not None else None for v in fields)
             pipe = self.redis.pipeline()
             pipe.hset(key, mapping={"status": "pending", "attempts": 0})
             pipe.expire(key, REPLAYED_RECORD_SECONDS)
             pipe.zrem(self.keys.deadletter(), delivery)
+            traced = replay_trace(delivery, channel or "", notice, alert, by)
+            if traced is not None:
+                add_steps(pipe, self.keys, traced[0], [traced[1]])
             pipe.execute()
             deliveries.schedule(delivery)
             replayed.append(delivery)

@@ -30,11 +30,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
-from b24notify.keys import Keys
+from b24notify.keys import TASKS, Keys, split_task_member
 from b24notify.scripts import CLAIM, EXTEND, REAP, RELEASE, SCHEDULE
+from b24notify.trace import TRACE_MAXLEN, TRACE_TTL_SECONDS
 
 SOLO_FROM_STRIKES = 2  # a member whose last two runs failed is claimed alone (claim.lua)
+TRIGGER_TTL_SECONDS = 86400  # the trigger hash's TTL, renewed by every write (TRIGGER_TTL in schedule.lua)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class DueSetKeys:
     parked: str
     window: str
     wake: str
+    trigger: str
 
     @classmethod
     def of(cls, keys: Keys, name: str) -> DueSetKeys:
@@ -91,6 +95,7 @@ class DueSetKeys:
             parked=keys.parked(name),
             window=keys.window(name),
             wake=keys.wake(),
+            trigger=keys.trigger(name),
         )
 
 
@@ -98,6 +103,7 @@ class DueSet:
     def __init__(self, redis: Redis, keys: Keys, name: str, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.name = name
+        self.keys = keys
         self.k = DueSetKeys.of(keys, name)
         self.clock = clock
         self._schedule = SCHEDULE.on(redis)
@@ -106,23 +112,45 @@ class DueSet:
         self._reap = REAP.on(redis)
         self._extend = EXTEND.on(redis)
 
-    def schedule(self, member: str, at: float | None = None, debounce_cap: float = 0.0) -> bool:
+    def schedule(self, member: str, at: float | None = None, debounce_cap: float = 0.0, trigger: str = "") -> bool:
         """Ask for a run at ``at`` (default now). See schedule.lua for the coalescing rules: with a
         ``debounce_cap`` this is an event's schedule, ``at`` = now + the debounce (the leading edge
         and its window apply, as burst mode is off here). Wakes the dispatchers when the run comes
-        before anything else due."""
+        before anything else due. ``trigger`` (a task's: sweep, manual) writes a ``scheduled`` step
+        to the portal's trace and is kept for the run's sync step (trace.py)."""
         now = self.clock()
         when = now if at is None else at
         # The drop, metrics, watch and intake-rate keys are the web's; the arguments say they go
         # unused here (a key that is never touched: this set's own since hash stands in).
         unused = self.k.since
+        trace = self.keys.trace(split_task_member(member)[0]) if trigger else unused
         return bool(self._schedule(
             due=self.k.due, lease=self.k.lease, pending=self.k.pending, since=self.k.since, drop=unused,
             metrics=unused, watch_active=unused, watch_next=unused, intake_rate=unused, window=self.k.window,
-            wake=self.k.wake,
+            wake=self.k.wake, trace=trace, triggers=self.k.trigger if trigger else unused,
             member=member, at=when, also_drop="0", metrics_field="", now=now, debounce_cap=debounce_cap,
             task_id="", first_poll="0", burst_threshold="0",
+            trigger=trigger, event="", trace_maxlen=TRACE_MAXLEN, trace_ttl=TRACE_TTL_SECONDS,
         ))
+
+    def take_triggers(self, members: Sequence[str]) -> dict[str, str]:
+        """Why each member's run was asked for (``event``, ``sweep``, ``manual``; absent: a poll,
+        or a retry whose run did not put it back), taken from the hash in one round trip."""
+        if not members:
+            return {}
+        pipe = self.redis.pipeline()  # MULTI: a trigger written meanwhile is not lost between the two
+        pipe.hmget(self.k.trigger, list(members))
+        pipe.hdel(self.k.trigger, *members)
+        found, _ = pipe.execute()
+        return {m: _text(v) for m, v in zip(members, found, strict=True) if v is not None}
+
+    def keep_triggers(self, pipe: Pipeline, triggers: dict[str, str]) -> None:
+        """Put triggers back for runs that will be retried (on ``pipe``): a newer one is kept."""
+        if not triggers:
+            return
+        for member, trigger in triggers.items():
+            pipe.hsetnx(self.k.trigger, member, trigger)
+        pipe.expire(self.k.trigger, TRIGGER_TTL_SECONDS)
 
     def claim(self, limit: int, lease_seconds: float, only: str = "", gather: float = 0.0) -> list[Claim]:
         """Lease up to ``limit`` due members (or just ``only``, when it is due). With ``gather``,
@@ -164,7 +192,7 @@ class DueSet:
         if not self.redis.hexists(self.k.parked, member):
             return False
         self.redis.hset(self.k.strikes, member, keep_strikes)
-        self.schedule(member)
+        self.schedule(member, trigger="manual" if self.name == TASKS else "")
         return True
 
     def strike(self, member: str) -> int:

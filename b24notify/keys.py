@@ -28,6 +28,7 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:prefs:{portal}`` | hash | user id → JSON preferences (mute, kinds, channels, language) | ``b24notify prefs set`` | none; deleted by ``ONAPPUNINSTALL`` |
 | ``P:intake:rate`` | string | ``window start|events|events before`` of the current second and the one before, to tell a burst (``schedule``) | web | 10 s |
 | ``P:metrics`` | hash | ``name{labels}`` → counter | everyone; a portal's fields are removed after its uninstall (upkeep) | none |
+| ``P:series:{portal}:{series}:{hour}`` | hash | minute of the hour (0–59) → count, for the console's charts: ``rest`` (requests to the portal), ``sent``, ``failed`` (alerts: retry + dead); ``{hour}`` is unix time // 3600 (``series.py``) | workers, with the counter they mirror (``Counters.inc``) | 25 h from the hour's start: at most 26 hashes of 60 fields per portal and series |
 | ``P:budget:{portal}`` | string | the fleet's GCRA clock (theoretical arrival time) for the portal's REST bucket | REST client (Lua) | a minute past idle |
 | ``P:operating:{portal}:reset_at`` | hash | method → last ``operating_reset_at`` seen | REST client | none; deleted by ``ONAPPUNINSTALL`` |
 | ``P:operating:{portal}:pause:{method}`` | string | the method is paused until this unix time | REST client | until then |
@@ -43,6 +44,10 @@ Schema (``P`` is the key prefix, default ``b24n``; a *member* of the task due se
 | ``P:upkeep:lock`` | string | which worker runs the minute's upkeep (``workers/upkeep.py``) | workers | 60 s |
 | ``P:app:{portal}:refreshing`` | string | who is refreshing the portal's OAuth tokens now (the lock) | workers | 15 s |
 | ``P:portal:{portal}:halted`` | string | why calls to the portal stopped (a permanent error) | jobs | none |
+| ``P:trace:{portal}`` | stream | the trace: one entry a step of a task (event, scheduled, sync, delivery, replay; ``trace.py``), never a secret or a message body | web (``schedule``), sync and delivery jobs, sweep, ``sync --task``, dead-letter replay | capped at ``TRACE_MAXLEN`` entries (``XADD MAXLEN ~``); 7 days after its last entry |
+| ``P:console:login:failures:{address}`` | string | wrong console passwords from one client address (``console/ratelimit.py``) | web | 15 min from the first |
+| ``P:console:login:blocked:{address}`` | string | that address may not log in (10 wrong passwords in 15 min) | web | 15 min |
+| ``P:trigger:{set}`` | hash | member → why it was last asked for (``event``, ``sweep``, ``manual``) and not yet run: the next sync's trace trigger (none: a reconciliation poll) | ``schedule``; the sync job takes it (and puts it back for a run that will be retried) | 1 day after its last write |
 
 ``{set}`` is ``tasks`` or ``deliveries``.
 """
@@ -164,6 +169,9 @@ class Keys:
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"
 
+    def series(self, portal: str, name: str, hour: int) -> str:
+        return f"{self.prefix}:series:{portal}:{name}:{hour}"
+
     def epoch(self) -> str:
         return f"{self.prefix}:state:epoch"
 
@@ -175,6 +183,15 @@ class Keys:
 
     def upkeep_lock(self) -> str:
         return f"{self.prefix}:upkeep:lock"
+
+    def trace(self, portal: str) -> str:
+        return f"{self.prefix}:trace:{portal}"  # stream: the portal's trace (trace.py)
+
+    def trace_prefix(self) -> str:
+        return f"{self.prefix}:trace:"
+
+    def trigger(self, name: str) -> str:
+        return f"{self.prefix}:trigger:{name}"  # hash: member -> why its next run was asked for
 
     def portal_scan_pattern(self, portal: str) -> str:
         """A SCAN pattern that matches every per-task key of the portal (and more: check each key

@@ -1,5 +1,5 @@
--- KEYS: due lease pending since drop metrics watch_active watch_next intake_rate window wake
--- ARGV: member at also_drop metrics_field now debounce_cap task_id first_poll burst_threshold
+-- KEYS: due lease pending since drop metrics watch_active watch_next intake_rate window wake trace triggers
+-- ARGV: member at also_drop metrics_field now debounce_cap task_id first_poll burst_threshold trigger event trace_maxlen trace_ttl
 -- Ask for one run of a member (a task to sync, a delivery to attempt) at ARGV[2].
 -- Coalescing lives here:
 -- * a member being worked on right now (leased) gets a "pending" mark instead, which
@@ -25,15 +25,21 @@
 --   due on a 2 s grid so the tasks of a burst are claimed together and fill batches.
 -- Wake-up: when a run becomes due earlier than anything else in the due set (what the dispatchers
 -- are waiting for), a token goes onto the wake list KEYS[11]; dispatchers wait on it with BLPOP.
+-- Trace (trace.py): with a trigger (ARGV[10]: event, sweep, manual; "" for none) the step goes onto
+-- the portal's trace stream KEYS[12], capped (XADD MAXLEN ~ ARGV[12]) and expiring (ARGV[13] s):
+-- an event step (ARGV[11] the event's name) or a scheduled one, with whether it folded into a run
+-- already asked for; and the trigger is kept for the run's sync step in KEYS[13] (member -> trigger).
 -- KEYS[1] due zset, KEYS[2] lease zset, KEYS[3] pending hash, KEYS[4] since hash (first event
 -- time of a waiting member), KEYS[5] drop set (used when ARGV[3] = "1"), KEYS[6] metrics hash
 -- (used when ARGV[4] ~= ""), KEYS[7] watch activity zset, KEYS[8] watch next-poll zset (used when
 -- ARGV[7] ~= ""), KEYS[9] intake rate ("window start|events|events in the window before", used
--- when ARGV[9] > 0), KEYS[10] debounce windows zset, KEYS[11] wake list
+-- when ARGV[9] > 0), KEYS[10] debounce windows zset, KEYS[11] wake list, KEYS[12] trace stream and
+-- KEYS[13] triggers hash (used when ARGV[10] ~= "")
 -- ARGV[1] member, ARGV[2] due at (unix s), ARGV[3] "1" to also mark the member for drop,
 -- ARGV[4] metrics field to increment ("" for none), ARGV[5] now, ARGV[6] debounce cap seconds,
 -- ARGV[7] task id for the watch set, ARGV[8] its first poll interval,
--- ARGV[9] burst threshold in events/s
+-- ARGV[9] burst threshold in events/s, ARGV[10] trigger ("" for no trace), ARGV[11] event name,
+-- ARGV[12] trace cap (entries), ARGV[13] trace TTL seconds
 -- Returns 1 when a new run was scheduled, 0 when it folded into one already due or pending.
 local member = ARGV[1]
 local at = tonumber(ARGV[2])
@@ -45,6 +51,8 @@ local quiet = true
 -- The fleet is quiet (leading edge on) up to this share of the burst threshold: the first events
 -- of a burst would otherwise each cost a read of their own before burst mode folds the rest.
 local QUIET_SHARE = 10
+-- A trigger waits for its run at most this long (the hash's TTL, renewed by every write).
+local TRIGGER_TTL = 86400
 -- In a burst, runs fall due on a grid of BURST_SLOT seconds (the next line at or after ``wanted``,
 -- never after ``latest``): the tasks of one slot are claimed together and fill batches.
 local BURST_SLOT = 2
@@ -164,5 +172,20 @@ if KEYS[8] and ARGV[7] and ARGV[7] ~= '' then
   -- An event means the task is active: reconciliation polls it often from now on.
   redis.call('ZADD', KEYS[7], ARGV[5], ARGV[7])
   redis.call('ZADD', KEYS[8], 'NX', tonumber(ARGV[5]) + tonumber(ARGV[8]), ARGV[7])
+end
+local trigger = ARGV[10] or ''
+if trigger ~= '' and KEYS[13] then
+  local task = string.match(member, '|(%d+)$') or ''
+  local coalesced = scheduled == 1 and '0' or '1'
+  if trigger == 'event' then
+    redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[12], '*', 'task', task, 'kind', 'event', 'event', ARGV[11],
+               'coalesced', coalesced)
+  else
+    redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[12], '*', 'task', task, 'kind', 'scheduled', 'trigger', trigger,
+               'coalesced', coalesced)
+  end
+  redis.call('EXPIRE', KEYS[12], ARGV[13])
+  redis.call('HSET', KEYS[13], member, trigger)
+  redis.call('EXPIRE', KEYS[13], TRIGGER_TTL)
 end
 return scheduled

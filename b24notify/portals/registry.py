@@ -173,7 +173,7 @@ def portal_state_keys(keys: Keys, portal: str) -> list[str]:
         keys.sweep_last(portal), keys.sweep_cursor(portal), keys.sweep_lock(portal),
         keys.budget(portal), keys.reconcile_budget(portal), keys.reconcile_budget(portal) + ":sweep",
         f"{operating}:reset_at", keys.oauth_lock(portal), keys.oauth_lock(portal) + ":binding",
-        keys.prefs(portal),
+        keys.prefs(portal), keys.trace(portal),
     ]
 
 

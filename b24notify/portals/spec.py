@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from b24notify.i18n import N_
 from b24notify.routing.rules import Route, apprise_urls, make_route, shortcut_routes
 from b24notify.settings import (
     DIALOG_ID,
@@ -32,6 +33,13 @@ from b24notify.settings import (
     parse_webhook_url,
 )
 from b24notify.settings.rates import RateLimit
+
+# What to do about a portal whose calls stopped for good (the halted key), by how it is connected:
+# the worker's log line (workers/sync.py, event=portal.halted) and the console say the same.
+HALT_ACTIONS = {
+    "webhook": N_("check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan"),
+    "app": N_("reinstall the app on the portal (or fix B24_CLIENT_ID / B24_CLIENT_SECRET)"),
+}
 
 
 @dataclass(frozen=True)

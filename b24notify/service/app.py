@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from b24notify.console.routes import console_routes
 from b24notify.dueset import DueSetKeys
 from b24notify.events import (
     AppInstallEvent,
@@ -36,9 +37,10 @@ from b24notify.events import (
     auth_of,
     parse_app_event,
 )
-from b24notify.keys import DELIVERIES, TASKS, Keys, as_text, task_member
-from b24notify.metrics import counter_field, decode_counters, render
+from b24notify.keys import TASKS, Keys, as_text, task_member
+from b24notify.metrics import counter_field, gather, render
 from b24notify.scripts import SCHEDULE
+from b24notify.series import Budgets
 from b24notify.service.batching import ScriptBatch
 from b24notify.service.intake import (
     PortalIdentity,
@@ -51,6 +53,7 @@ from b24notify.service.intake import (
 from b24notify.service.portals import WebPortals
 from b24notify.settings import Settings
 from b24notify.state_epoch import StateLoss, establish_async, process_name
+from b24notify.trace import TRACE_MAXLEN, TRACE_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +122,12 @@ class Intake:
                 due=self.due.due, lease=self.due.lease, pending=self.due.pending, since=self.due.since,
                 drop=self.keys.drop(), metrics=self.keys.metrics(), watch_active=self.keys.watch_active(portal),
                 watch_next=self.keys.watch_next(portal), intake_rate=self.keys.intake_rate(),
-                window=self.due.window, wake=self.due.wake,
+                window=self.due.window, wake=self.due.wake, trace=self.keys.trace(portal), triggers=self.due.trigger,
                 member=member, at=now + self.debounce, also_drop="1" if drop else "0",
                 metrics_field=counter_field("b24notify_events", type=event.type.value, outcome="accepted"),
                 now=now, debounce_cap=self.debounce_cap, task_id=str(event.task_id), first_poll=self.watch_hot,
                 burst_threshold=self.burst_threshold,
+                trigger="event", event=event.type.value, trace_maxlen=TRACE_MAXLEN, trace_ttl=TRACE_TTL_SECONDS,
             )
             scheduled = await self.schedule(keys=keys, args=args)
         except RedisError as exc:
@@ -176,11 +180,13 @@ class Intake:
 
 
 class Health:
-    def __init__(self, portals: WebPortals, redis: Redis, keys: Keys, metrics_token: str = "") -> None:
+    def __init__(self, portals: WebPortals, redis: Redis, keys: Keys, metrics_token: str = "",
+                 budgets: Budgets | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.portals = portals
         self.metrics_token = metrics_token
+        self.budgets = budgets  # each portal's REST budget, for /metrics
         self.epoch = ""  # the state's epoch as this process knows it (state_epoch.py)
         self.by = process_name("web")
 
@@ -229,21 +235,13 @@ class Health:
             return JSONResponse({"status": "unauthorized", "detail": "send Authorization: Bearer "
                                  "B24NOTIFY_METRICS_TOKEN"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(self.keys.metrics())
-            for name in (TASKS, DELIVERIES):
-                pipe.zcard(self.keys.due(name))
-                pipe.zcard(self.keys.lease(name))
-            pipe.zcard(self.keys.deadletter())
-            raw, tasks_due, tasks_leased, deliveries_due, deliveries_leased, dead = await pipe.execute()
+            # The counters, queue depths and ages, dead letters, each portal paused or not and its
+            # REST budget: one round trip (two with app installs: their portals are read first).
+            served = await self.portals.portal_keys()
+            counters, gauges = await gather(self.redis, self.keys, served, self.budgets, time.time())
         except RedisError as exc:
             return JSONResponse({"status": "unavailable", "redis": type(exc).__name__}, status_code=503)
-        gauges = {
-            "b24notify_tasks_due": tasks_due, "b24notify_tasks_running": tasks_leased,
-            "b24notify_deliveries_due": deliveries_due, "b24notify_deliveries_running": deliveries_leased,
-            "b24notify_deadletter": dead,
-        }
-        return Response(render(decode_counters(raw), gauges), media_type="text/plain; version=0.0.4")
+        return Response(render(counters, gauges), media_type="text/plain; version=0.0.4")
 
 
 def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
@@ -256,7 +254,12 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "b24notify"})
     intake = Intake(settings, client, http)
     token = settings.b24notify_metrics_token
-    health = Health(intake.portals, client, intake.keys, token.get_secret_value() if token is not None else "")
+    health = Health(intake.portals, client, intake.keys, token.get_secret_value() if token is not None else "",
+                    budgets=Budgets.of(settings.b24_rate_limit, settings.b24_rate_reserve,
+                                       intake.portals.static.values()))
+
+    # The operator console (/console): no routes at all unless a console password is set.
+    console, close_console = console_routes(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -269,6 +272,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
             await health.establish(await intake.portals.portal_keys())
         yield
         await http.aclose()
+        close_console()
         if redis is None:
             await client.aclose()
 
@@ -277,5 +281,6 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
+        *console,
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -16,10 +16,11 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from b24notify.settings.console import MIN_SECRET_CHARS, PasswordHash, check_password, derive_session_key
 from b24notify.settings.rates import RateLimit
 from b24notify.settings.smtp import SmtpConfig
 
@@ -176,6 +177,13 @@ class Settings(BaseSettings):
     # Where `b24notify up` keeps the data of the redis-server it starts when none answers at
     # REDIS_URL (default $XDG_DATA_HOME/b24notify, i.e. ~/.local/share/b24notify).
     b24notify_data_dir: Path | None = None
+    # The operator console at /console (issue 10, README "Console"): off (404) unless one of the
+    # two is set. The hash is what `b24notify console hash-password` prints.
+    b24notify_console_password: SecretStr | None = None
+    b24notify_console_password_hash: SecretStr | None = None
+    # Signs the console's session cookie; derived from the password (or hash) when unset
+    # (settings/console.py derive_session_key).
+    b24notify_console_secret: SecretStr | None = None
 
     @field_validator("notify_email", "notify_kinds", "notify_people", "b24notify_delivery_retry_seconds",
                      mode="before")
@@ -272,6 +280,38 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
+    @field_validator("b24notify_console_password")
+    @classmethod
+    def _console_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        check_password(value.get_secret_value())
+        return value
+
+    @field_validator("b24notify_console_password_hash")
+    @classmethod
+    def _console_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        PasswordHash.parse(value.get_secret_value())
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("b24notify_console_secret")
+    @classmethod
+    def _console_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters long (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_console_password(self) -> Settings:
+        if self.b24notify_console_password is not None and self.b24notify_console_password_hash is not None:
+            raise ValueError("B24NOTIFY_CONSOLE_PASSWORD and B24NOTIFY_CONSOLE_PASSWORD_HASH are both set: "
+                             "keep one of them")
+        return self
+
     # -- derived views ---------------------------------------------------------------------------
 
     @property
@@ -314,6 +354,23 @@ class Settings(BaseSettings):
         if self.notify_people:
             names.append("people")
         return tuple(names)
+
+    @property
+    def console_enabled(self) -> bool:
+        """The operator console is served (/console): a password or its hash is set."""
+        return self.b24notify_console_password is not None or self.b24notify_console_password_hash is not None
+
+    def console_session_key(self) -> bytes:
+        """The key that signs the console's session cookie: B24NOTIFY_CONSOLE_SECRET, or one
+        derived from the password (or its hash) and the other secrets (settings/console.py)."""
+        if self.b24notify_console_secret is not None:
+            return self.b24notify_console_secret.get_secret_value().encode("utf-8", "surrogateescape")
+        base = self.b24notify_console_password or self.b24notify_console_password_hash
+        if base is None:
+            raise ConfigError("B24NOTIFY_CONSOLE_PASSWORD: is not set (the console is off)")
+        others = tuple(secret.get_secret_value() for secret in (
+            self.b24_webhook_url, self.b24_application_token, self.b24_client_secret) if secret is not None)
+        return derive_session_key(base.get_secret_value(), key_prefix=self.b24notify_key_prefix, others=others)
 
     @property
     def email_configured(self) -> bool:

@@ -25,7 +25,7 @@ from b24notify.channels.email import EmailChannel
 from b24notify.channels.notify import PersonalChannel
 from b24notify.dueset import DueSet
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text
-from b24notify.metrics import Counters
+from b24notify.metrics import CountedGuard, Counters
 from b24notify.portals.binding import bind_events, handler_url
 from b24notify.portals.directory import PortalDirectory
 from b24notify.portals.registry import AppInstall
@@ -202,11 +202,14 @@ class WorkerContexts:
         settings, redis, keys = self.settings, self.redis, self.keys
         counters = self.counters
 
+        guard = CountedGuard.of(portal_guard(settings, redis, keys, spec))  # tells requests from batch sub-calls
+
         def observe(method: str, outcome: str) -> None:
-            counters.inc("b24notify_rest_calls", portal=spec.key, method=method, outcome=outcome)
+            counters.inc("b24notify_rest_calls", portal=spec.key, method=method, outcome=outcome,
+                         also="b24notify_rest_requests" if guard.took_request() else "")
 
         client = RestClient(self._credentials(spec, install), timeout=settings.b24notify_rest_timeout_seconds,
-                            observer=observe, guard=portal_guard(settings, redis, keys, spec))
+                            observer=observe, guard=guard)
         # A REST channel's worst case: one request plus the budget's longest wait (workers/deadline.py).
         rest_seconds = settings.b24notify_rest_timeout_seconds + 5.0
         channels: dict[str, Channel] = {

@@ -23,11 +23,15 @@ from redis import Redis
 from b24notify.alerts import Alert
 from b24notify.channels.base import Channel, DeliveryDeferred, DeliveryError
 from b24notify.channels.chat import known_wait
+from b24notify.channels.notify import notification_tag
 from b24notify.dueset import Claim
 from b24notify.keys import Keys, as_text
+from b24notify.metrics import record_detection
 from b24notify.notices import Notice, Target
+from b24notify.render.email import message_id
 from b24notify.rest.client import MAX_BATCH
 from b24notify.rest.errors import B24Error
+from b24notify.trace import Step, add_steps, delivery_step
 from b24notify.workers.context import WorkerContext
 from b24notify.workers.deadline import JobDeadline, alarm_deferred
 from b24notify.workers.retries import Failures, next_try
@@ -50,6 +54,8 @@ class _Due:
     channel: str
     notice: Notice
     in_flight: bool = False  # an earlier attempt started and its outcome is unknown
+    created_at: float = 0.0  # when its sync queued it (the record's created_at): detection's fallback
+    attempts: int = 0  # failed attempts before this one (the record's), for the trace
 
     @property
     def alert(self) -> Alert:
@@ -95,12 +101,14 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
     # Runs of a delivery that never finished (its worker was killed or hung: the reaper's strikes).
     # One that keeps taking its worker down goes to the dead-letter list instead of looping.
     strikes = ctx.deliveries.strikes([c.member for c in claims]) if claims else {}
+    skipped: list[Step] = []
     for claim in claims:
         key = ctx.keys.delivery(claim.member)
         record = records.get(claim.member, {})
         if not record or record.get("status") in ("sent", "dead"):
             ctx.deliveries.complete(claim)
             outcomes[claim.member] = DeliveryOutcome(claim.member, "skipped")
+            skipped += _skipped_step(ctx, claim, record)
             continue
         notice = record_notice(record, ctx)
         if notice is None:
@@ -108,13 +116,15 @@ def deliver_many(ctx: WorkerContext, claims: Sequence[Claim],
             log.error("event=notify.unreadable delivery=%s", claim.member[:200])
             outcomes[claim.member] = DeliveryOutcome(claim.member, "skipped")
             continue
-        due = _Due(claim, key, record.get("channel") or notice.target.channel, notice, bool(record.get("in_flight")))
+        due = _Due(claim, key, record.get("channel") or notice.target.channel, notice, bool(record.get("in_flight")),
+                   float(record.get("created_at") or 0.0), int(record.get("attempts") or 0))
         died = strikes.get(claim.member, 0)
         if died >= ctx.settings.b24notify_task_max_attempts:
             outcomes[claim.member] = _dead(ctx, due, f"its sends never finished {died} times in a row "
                                                      "(the worker was killed or hung while sending it)")
             continue
         by_channel.setdefault(due.channel, []).append(due)
+    _trace(ctx, skipped)
     for name, items in by_channel.items():
         channel = ctx.channels.get(name)
         if channel is None:
@@ -219,6 +229,9 @@ def _record_sent(ctx: WorkerContext, items: list[_Due]) -> None:
         pipe.hset(due.key, mapping={"status": "sent", "sent_at": str(ctx.clock())})
         pipe.hdel(due.key, "in_flight")
         pipe.expire(due.key, KEEP_FINISHED_SECONDS)
+        record_detection(pipe, ctx.keys, ctx.portal, due.channel, due.notice.alerts, now=ctx.clock(),
+                         fallback=due.created_at)
+    add_steps(pipe, ctx.keys, ctx.portal, [_step(due, "sent", due.attempts + 1) for due in items])
     pipe.execute()
 
 
@@ -252,7 +265,7 @@ def _settle(ctx: WorkerContext, due: _Due, error: DeliveryError | None) -> Deliv
     if isinstance(error, DeliveryDeferred):
         return _defer(ctx, due, error.retry_after, str(error))
     if not error.retryable:
-        return _dead(ctx, due, str(error))
+        return _dead(ctx, due, str(error), attempt=due.attempts + 1)
     failures = _count_failure(ctx, due)
     now = ctx.deliveries.clock()
     transient = bool(getattr(error, "transient", True))
@@ -264,9 +277,11 @@ def _settle(ctx: WorkerContext, due: _Due, error: DeliveryError | None) -> Deliv
         pipe.hincrby(due.key, "early_failures", 1)
     if not error.uncertain:
         pipe.hdel(due.key, "in_flight")  # the channel answered: it did not take it
+    if after is not None:
+        add_steps(pipe, ctx.keys, ctx.portal, [_step(due, "retry", failures.count, str(error)[:500])])
     pipe.execute()
     if after is None:
-        return _dead(ctx, due, f"gave up after {failures.count} attempts: {error}")
+        return _dead(ctx, due, f"gave up after {failures.count} attempts: {error}", attempt=failures.count)
     ctx.deliveries.retry(due.claim, ctx.clock() + after.delay)
     ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="retry")
     log.warning("event=notify.retry channel=%s task=%d result=%d kind=%s attempt=%d delay=%.1f error=%r",
@@ -291,8 +306,11 @@ def _count_failure(ctx: WorkerContext, due: _Due) -> Failures:
 
 def _defer(ctx: WorkerContext, due: _Due, wait: float, reason: str, *, keep_in_flight: bool = False) -> DeliveryOutcome:
     """Not sent, and not a failure: run again in ``wait`` seconds, attempts untouched."""
+    pipe = ctx.redis.pipeline(transaction=False)
     if not keep_in_flight:
-        ctx.redis.hdel(due.key, "in_flight")  # our request never went out (a lookup, if any, found nothing)
+        pipe.hdel(due.key, "in_flight")  # our request never went out (a lookup, if any, found nothing)
+    add_steps(pipe, ctx.keys, ctx.portal, [_step(due, "deferred", due.attempts, reason)])
+    pipe.execute()
     ctx.deliveries.retry(due.claim, ctx.clock() + wait)
     ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="deferred")
     # Debug: a batch waiting for the budget would log one line per message (the metric counts them).
@@ -304,17 +322,61 @@ def _defer(ctx: WorkerContext, due: _Due, wait: float, reason: str, *, keep_in_f
 def _leave_due(ctx: WorkerContext, due: _Due) -> DeliveryOutcome:
     """The job has no time left for this send: the next job takes it, now. Not an attempt."""
     ctx.deliveries.retry(due.claim, ctx.clock())
+    _trace(ctx, [_step(due, "deferred", due.attempts, "left for the next job: this one's time ran out")])
     return DeliveryOutcome(due.claim.member, "deferred")
 
 
-def _dead(ctx: WorkerContext, due: _Due, reason: str) -> DeliveryOutcome:
+def _dead(ctx: WorkerContext, due: _Due, reason: str, *, attempt: int | None = None) -> DeliveryOutcome:
+    """``attempt``: the attempt that failed for good (default: none was made now)."""
     pipe = ctx.redis.pipeline()
     pipe.hset(due.key, mapping={"status": "dead", "last_error": reason[:500], "dead_at": str(ctx.clock())})
     pipe.expire(due.key, KEEP_FINISHED_SECONDS)
     pipe.zadd(ctx.keys.deadletter(), {due.claim.member: ctx.clock()})
+    add_steps(pipe, ctx.keys, ctx.portal, [_step(due, "dead", due.attempts if attempt is None else attempt,
+                                                 reason[:500])])
     pipe.execute()
     ctx.deliveries.complete(due.claim)
     ctx.counters.inc("b24notify_notifications", portal=ctx.portal, channel=due.channel, outcome="dead")
     log.error("event=notify.dead channel=%s task=%d result=%d kind=%s reason=%r", due.channel, due.alert.task.id,
               due.alert.result.id, due.alert.kind.value, reason)
     return DeliveryOutcome(due.claim.member, "dead")
+
+
+# -- the trace (trace.py): one step per outcome, riding along in the outcome's own writes ---------------
+
+
+def _step(due: _Due, outcome: str, attempt: int, error: str = "") -> Step:
+    notice = due.notice
+    return delivery_step(notice.task_id, delivery=due.claim.member, recipient=notice.target.key, channel=due.channel,
+                         attempt=attempt, outcome=outcome, results=[a.result.id for a in notice.alerts], error=error,
+                         message_id=message_ref(notice, due.channel))
+
+
+def message_ref(notice: Notice, channel: str) -> str:
+    """What the recipient's side knows the message by: the e-mail's Message-ID, the personal
+    notification's TAG (both made from the notice's key); a chat message's id is not kept."""
+    if channel == "email":
+        return message_id(notice.key)
+    if channel == "notify":
+        return notification_tag(notice)
+    return ""
+
+
+def _skipped_step(ctx: WorkerContext, claim: Claim, record: Mapping[str, str]) -> list[Step]:
+    """A claim of a delivery already sent or dead (a repeat): its step, when its record is readable."""
+    try:
+        notice = record_notice(record, ctx) if record else None
+    except (ValueError, KeyError, TypeError):
+        return []
+    if notice is None:
+        return []
+    due = _Due(claim, ctx.keys.delivery(claim.member), record.get("channel") or notice.target.channel, notice,
+               attempts=int(record.get("attempts") or 0))
+    return [_step(due, "skipped", due.attempts, f"already {record.get('status')}")]
+
+
+def _trace(ctx: WorkerContext, steps: list[Step]) -> None:
+    if steps:
+        pipe = ctx.redis.pipeline(transaction=False)
+        add_steps(pipe, ctx.keys, ctx.portal, steps)
+        pipe.execute()

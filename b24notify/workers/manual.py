@@ -23,7 +23,7 @@ def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str
             print(f"say which portal with --portal: one of {', '.join(served) or '(none installed)'}")
             return 2
         member = task_member(ctx.portal, task_id)
-        ctx.tasks.schedule(member, at=0)
+        ctx.tasks.schedule(member, at=0, trigger="manual")
         claims = ctx.tasks.claim(1, ctx.settings.b24notify_lease_seconds, only=member)
         if not claims:
             print(f"task {task_id}: a worker is syncing it right now; it will run again after that")

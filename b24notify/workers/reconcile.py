@@ -272,7 +272,7 @@ class Reconciler:
         for task_id in (t for t in changed if t not in known):
             # A changed task is read now, not at its next poll: that is the point of the sweep.
             # Tasks the overlap lists again, unchanged since the last sweep, are left alone.
-            self.tasks.schedule(task_member(self.portal, task_id))
+            self.tasks.schedule(task_member(self.portal, task_id), trigger="sweep")
         if changed:
             log.info("event=sweep.found portal=%s changed=%d already_read=%d listed=%d pages=%d done=%s",
                      self.portal, len(changed), len(known), len(found), pages, next_start is None)

@@ -11,11 +11,14 @@ task that keeps failing for a cause of its own is parked (``parking.py``) instea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import httpx
 from redis.exceptions import RedisError
 from rq.timeouts import BaseTimeoutException
 
@@ -25,7 +28,9 @@ from b24notify.dueset import Claim
 from b24notify.keys import as_text, split_task_member
 from b24notify.notices import Notice
 from b24notify.people import Person
+from b24notify.portals.spec import HALT_ACTIONS
 from b24notify.prefs import Prefs, PrefsStore
+from b24notify.rest.client import RestClient
 from b24notify.rest.errors import (
     B24Error,
     BudgetSpent,
@@ -41,6 +46,7 @@ from b24notify.scripts import COMMIT_SYNC
 from b24notify.settings import portal_zone
 from b24notify.state_epoch import EPOCH_CHANGED, EXPIRY_SLACK_SECONDS
 from b24notify.task_info import TaskInfo
+from b24notify.trace import Step, add_steps, sync_step
 from b24notify.workers.context import WorkerContext
 from b24notify.workers.deliver import KEEP_FINISHED_SECONDS
 from b24notify.workers.parking import Parking, describe, retry_delay
@@ -56,6 +62,34 @@ HALT_SECONDS = 300.0  # how long a portal rests after a permanent error before o
 GONE_STATE_SECONDS = KEEP_FINISHED_SECONDS
 # Failures of the job as a whole, never of one task: they end the job, and its leases are reaped.
 JOB_FAILURES = (RedisError, BaseTimeoutException)
+RETRIED = frozenset({"retry", "failed", "halted"})  # sync outcomes whose task runs again later
+
+
+@dataclass
+class RequestCount:
+    count: int = 0
+
+
+@contextlib.contextmanager
+def counted_requests(client: RestClient) -> Iterator[RequestCount]:
+    """The HTTP requests this thread sends to the portal while the block runs (a batch of 50
+    calls is one), for the trace. The dispatcher's reconciliation shares the client from its own
+    thread: its requests are not counted here."""
+    sent = RequestCount()
+    thread = threading.get_ident()
+
+    def count(request: httpx.Request) -> None:
+        if threading.get_ident() == thread:
+            sent.count += 1
+
+    http = client._http  # the client's own httpx.Client: each request it sends passes its hooks
+    hooks = http.event_hooks
+    http.event_hooks = {**hooks, "request": [*hooks.get("request", []), count]}
+    try:
+        yield sent
+    finally:
+        hooks = http.event_hooks
+        http.event_hooks = {**hooks, "request": [h for h in hooks.get("request", []) if h is not count]}
 
 
 @dataclass
@@ -107,6 +141,14 @@ class TaskSync:
         return self.run_many([claim])[0]
 
     def run_many(self, claims: Sequence[Claim]) -> list[SyncOutcome]:
+        # Why each run was asked for, taken now: an event during the run asks for the next one.
+        triggers = self.ctx.tasks.take_triggers([c.member for c in claims])
+        with counted_requests(self.ctx.client) as sent:
+            outcomes = self._run_many(claims)
+        self._trace(claims, outcomes, triggers, sent.count)
+        return outcomes
+
+    def _run_many(self, claims: Sequence[Claim]) -> list[SyncOutcome]:
         # Read once for the job (in memory in a worker); the commit carries its epoch (state_epoch.py).
         self._baseline = self.ctx.baseline()
         outcomes: dict[str, SyncOutcome] = {}
@@ -126,6 +168,34 @@ class TaskSync:
             for claim, outcome in self._sync(ready):
                 outcomes[claim.member] = outcome
         return [outcomes[c.member] for c in claims]
+
+    def _trace(self, claims: Sequence[Claim], outcomes: list[SyncOutcome], triggers: dict[str, str],
+               requests: int) -> None:
+        """One sync step per run (trace.py), all in one round trip; the trigger goes back for a run
+        that will be retried. A poll that found nothing and failed at nothing writes no step."""
+        ctx = self.ctx
+        steps: list[Step] = []
+        again: dict[str, str] = {}
+        for claim, outcome in zip(claims, outcomes, strict=True):
+            trigger = triggers.get(claim.member, "poll")
+            if outcome.status in RETRIED:
+                again[claim.member] = trigger
+            portal, _, task = claim.member.rpartition("|")
+            diff = outcome.diff
+            if portal != ctx.portal or not task.isdigit() or (
+                    trigger == "poll" and outcome.status == "synced" and diff is not None and diff.is_empty):
+                continue
+            changes: dict[str, list[int]] = {}
+            for change in diff.changes if diff is not None else ():
+                changes.setdefault(change.kind.value, []).append(change.result_id)
+            steps.append(sync_step(outcome.task_id, trigger=trigger, requests=requests, job=len(claims),
+                                   outcome=outcome.status, changes=changes,
+                                   baseline=diff.baseline if diff is not None else (), queued=outcome.queued,
+                                   detail=outcome.detail))
+        pipe = ctx.redis.pipeline(transaction=False)
+        ctx.tasks.keep_triggers(pipe, again)
+        if add_steps(pipe, ctx.keys, ctx.portal, steps) or again:
+            pipe.execute()
 
     def _before_fetch(self, claim: Claim, halted: bytes | str | None, drop: bool, strikes: int) -> SyncOutcome | None:
         ctx = self.ctx
@@ -439,9 +509,7 @@ class TaskSync:
             ctx.tasks.retry(claim, ctx.clock() + HALT_SECONDS)
             ctx.counters.inc("b24notify_jobs", portal=ctx.portal, outcome="halted")
             if first:
-                action = ("check B24_WEBHOOK_URL, its scopes (task, im, user) and the portal plan"
-                          if ctx.spec.webhook is not None else
-                          "reinstall the app on the portal (or fix B24_CLIENT_ID / B24_CLIENT_SECRET)")
+                action = HALT_ACTIONS["webhook" if ctx.spec.webhook is not None else "app"]
                 log.error("event=portal.halted portal=%s reason=%r action=%s", ctx.portal, reason, action)
             return SyncOutcome(task_id, "halted", detail=reason)
         # REJECTED: our request is wrong. Log its shape (never its values), do not retry.

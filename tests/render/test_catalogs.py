@@ -23,6 +23,10 @@ MessageId = str | tuple[str, ...]
 def code_messages() -> set[MessageId]:
     found = [message for _, _, message, *_ in extract_from_dir(PACKAGE / "render", [("**.py", "python")])]
     found += [message for _, message, *_ in extract_from_file("python", str(PACKAGE / "i18n.py"))]
+    found += [message for _, message, *_ in extract_from_file("python", str(PACKAGE / "portals" / "spec.py"))]
+    # The operator console: its code and its Jinja2 templates (the `jinja2` extractor Jinja2 registers).
+    found += [message for _, _, message, *_ in extract_from_dir(
+        PACKAGE / "console", [("**.py", "python"), ("templates/**.html", "jinja2")])]
     return {m if isinstance(m, str) else tuple(m) for m in found}
 
 
@@ -44,6 +48,8 @@ def test_the_code_shows_words() -> None:
     messages = code_messages()
     assert "New result" in messages
     assert ("%(num)d result closed", "%(num)d results closed") in messages
+    assert "Dead letters" in messages  # a console template's
+    assert "Event received" in messages  # the console's code
 
 
 def test_the_template_is_up_to_date_with_the_code() -> None:
