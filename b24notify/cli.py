@@ -69,13 +69,12 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_deadletter(args: argparse.Namespace) -> int:
-    from redis import Redis
-
     from b24notify.deadletter import DeadLetters, parse_age
     from b24notify.keys import Keys
+    from b24notify.redis_conn import connect
 
     settings = _settings(args)
-    dead = DeadLetters(Redis.from_url(settings.redis_url), Keys(settings.b24notify_key_prefix))
+    dead = DeadLetters(connect(settings.redis_url), Keys(settings.b24notify_key_prefix))
     if args.action == "list":
         rows = dead.entries(args.limit)
         for row in rows:
@@ -102,11 +101,11 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from redis import Redis
     from redis.exceptions import RedisError
 
     from b24notify.keys import Keys
     from b24notify.portals.directory import PortalDirectory
+    from b24notify.redis_conn import connect
     from b24notify.trace import TRACE_MAXLEN, TRACE_TTL_SECONDS, TraceLog, format_timeline
 
     def refuse(message: str) -> int:
@@ -115,7 +114,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     keys = Keys(settings.b24notify_key_prefix)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    redis = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         directory = PortalDirectory(settings, redis, keys)
         configured = directory.portals()
@@ -155,12 +154,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_prefs(args: argparse.Namespace) -> int:
-    from redis import Redis
     from redis.exceptions import RedisError
 
     from b24notify.keys import Keys
     from b24notify.portals.directory import PortalDirectory
     from b24notify.prefs import Prefs, PrefsStore, PrefsUpdate, parse_user_id, table
+    from b24notify.redis_conn import connect
 
     def refuse(message: str) -> int:
         print(f"b24notify: prefs {args.action}: {message}", file=sys.stderr)
@@ -180,7 +179,7 @@ def cmd_prefs(args: argparse.Namespace) -> int:
             return refuse("nothing to set: give --mute, --unmute, --kinds, --via or --language")
     settings = _settings(args)
     keys = Keys(settings.b24notify_key_prefix)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis = connect(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
         directory = PortalDirectory(settings, redis, keys)
         portal = args.portal.strip().lower()

@@ -15,6 +15,7 @@ from b24notify.deadletter import DeadLetters
 from b24notify.dueset import DueSet, ParkedMember
 from b24notify.keys import DELIVERIES, TASKS, Keys, as_text
 from b24notify.portals.spec import require_channels
+from b24notify.redis_conn import connect
 from b24notify.rest.errors import B24Error
 from b24notify.settings import ConfigError, Settings
 from b24notify.settings.smtp import SmtpConfig
@@ -47,7 +48,7 @@ def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
         check("smtp", problem is None, f"{smtp.redacted_url()} " + (
             problem or ("accepts our login" if smtp.username else "answers")))
     keys = Keys(settings.b24notify_key_prefix)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    redis = connect(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
     try:
         redis.ping()
         version = str(redis.info("server").get("redis_version", "?"))

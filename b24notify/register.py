@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redis import Redis
-
 from b24notify.portals.binding import bind_events, handler_url, webhook_setup_steps
 from b24notify.portals.spec import webhook_portals
+from b24notify.redis_conn import connect
 from b24notify.rest.errors import B24Error
 from b24notify.settings import ConfigError, Settings
 from b24notify.workers.context import WorkerContexts
@@ -33,7 +32,7 @@ def register_all(settings: Settings, out: Callable[[str], None] = print) -> int:
         raise ConfigError("B24NOTIFY_PUBLIC_URL: is required to bind events in app mode "
                           "(where Bitrix24 reaches the web process, e.g. https://notify.example.com)")
     handler = handler_url(settings.b24notify_public_url)
-    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url))
+    contexts = WorkerContexts(settings, connect(settings.redis_url))
     try:
         apps = [ctx for ctx in contexts.all() if ctx.spec.webhook is None]
         if not apps:

@@ -91,3 +91,36 @@ def test_make_and_docker_install_with_the_constraints():
     assert re.search(r"pip install .*-c constraints\.txt -e '\.\[dev\]'", makefile)
     assert "constraints.txt" in re.search(r"^COPY .*$", dockerfile, re.M)[0]
     assert re.search(r"^RUN pip install -c constraints\.txt \.", dockerfile, re.M)
+
+
+# -- the optional Sentinel profile (`docker compose --profile ha up`) -----------------------------
+
+HA_SERVICES = {"redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "web-ha", "worker-ha"}
+
+
+def test_default_set_is_unchanged_by_the_ha_profile(compose):
+    default = {name for name, s in compose["services"].items() if "profiles" not in s}
+    assert default == {"redis", "web", "worker"}
+    for name in default:
+        assert compose["services"][name].get("environment", {}).get("REDIS_URL", "redis://redis:6379/0") \
+            == "redis://redis:6379/0"
+    assert {name for name, s in compose["services"].items() if s.get("profiles") == ["ha"]} == HA_SERVICES
+
+
+def test_ha_profile_is_the_failover_topology(compose):
+    services = compose["services"]
+    assert services["redis-replica"]["command"][services["redis-replica"]["command"].index("--replicaof") + 1] \
+        == "redis-primary"
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = services[name]["command"][-1]
+        assert "--sentinel" in script and "sentinel monitor b24notify redis-primary 6379 2" in script
+        assert services[name]["hostname"] == name
+    url = "redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/b24notify/0"
+    for name in ("web-ha", "worker-ha"):
+        assert services[name]["environment"]["REDIS_URL"] == url
+        assert {"sentinel-1", "sentinel-2", "sentinel-3"} <= set(services[name]["depends_on"])
+        assert "redis" not in services[name]["depends_on"], "the ha fleet must not wait on the default Redis"
+    assert services["web-ha"]["command"] == services["web"]["command"]
+    assert services["worker-ha"]["command"] == services["worker"]["command"]
+    assert services["worker-ha"]["healthcheck"]["test"] == ["CMD", "b24notify", "worker-alive"]
+    assert services["worker-ha"]["stop_grace_period"] == services["worker"]["stop_grace_period"]

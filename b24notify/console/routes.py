@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
-from redis import Redis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -42,6 +41,7 @@ from b24notify.keys import Keys
 from b24notify.notices import CHANNEL_NAMES
 from b24notify.portals.directory import PortalDirectory
 from b24notify.portals.spec import webhook_portals
+from b24notify.redis_conn import connect
 from b24notify.settings import Settings
 from b24notify.trace import TraceLog
 
@@ -100,7 +100,7 @@ class Console:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.b24notify_key_prefix)
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self.redis = connect(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
         self.directory = PortalDirectory(settings, self.redis, self.keys)
         self.cookies = SessionCookies(settings)
         self.password = Password(settings)

@@ -39,6 +39,7 @@ from b24notify.events import (
 )
 from b24notify.keys import TASKS, Keys, as_text, task_member
 from b24notify.metrics import counter_field, gather, render
+from b24notify.redis_conn import connect_async
 from b24notify.scripts import SCHEDULE
 from b24notify.series import Budgets
 from b24notify.service.batching import ScriptBatch
@@ -248,7 +249,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> Starlette:
     """Build the app. ``redis`` is injectable for tests; by default one client per app, closed on
     shutdown. Connection errors surface per request (503), never at start: the process stays up
     and ``/readyz`` says what is wrong."""
-    client = redis if redis is not None else Redis.from_url(
+    client = redis if redis is not None else connect_async(
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=10
     )
     http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": "b24notify"})

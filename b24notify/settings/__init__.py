@@ -22,6 +22,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from b24notify.settings.console import MIN_SECRET_CHARS, PasswordHash, check_password, derive_session_key
 from b24notify.settings.rates import RateLimit
+from b24notify.settings.redis_url import check_redis_url
 from b24notify.settings.smtp import SmtpConfig
 
 WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>\d+)/(?P<code>[^/]+)/?$")
@@ -276,8 +277,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        check_redis_url(value)
         return value
 
     @field_validator("b24notify_console_password")

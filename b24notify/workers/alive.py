@@ -18,6 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 
+from b24notify.redis_conn import connect
 from b24notify.settings import Settings
 
 
@@ -45,7 +46,7 @@ def live_workers(redis: Redis, queue_name: str, hostname: str, now: datetime | N
 def worker_alive(settings: Settings, out: Callable[[str], None] = print, hostname: str | None = None) -> int:
     """0 when a worker on this host is alive, 1 when none is (or Redis cannot tell)."""
     host = hostname or socket.gethostname()
-    redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    redis = connect(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
     try:
         workers = live_workers(redis, settings.b24notify_queue, host)
     except RedisError as exc:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from redis import Redis
-
 from b24notify.keys import task_member
+from b24notify.redis_conn import connect
 from b24notify.settings import Settings
 from b24notify.workers.context import WorkerContexts
 from b24notify.workers.deliver import deliver
@@ -13,7 +12,7 @@ from b24notify.workers.sync import TaskSync
 
 def sync_now(settings: Settings, task_id: int, *, send: bool = True, portal: str | None = None) -> int:
     # A tool, not a serving process: it never sets connected_at (before going live, it must not).
-    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url), serving=False)
+    contexts = WorkerContexts(settings, connect(settings.redis_url), serving=False)
     try:
         served = contexts.directory.portals()
         if portal is None and len(served) == 1:

@@ -8,10 +8,10 @@ import signal
 from types import FrameType
 from typing import Any
 
-from redis import Redis
 from rq import Queue, SimpleWorker
 
 from b24notify.logs import rq_logging_level
+from b24notify.redis_conn import connect
 from b24notify.settings import Settings
 from b24notify.workers.context import WorkerContexts, bind_contexts, unbind_contexts
 from b24notify.workers.dispatcher import Dispatcher
@@ -69,16 +69,16 @@ def make_dispatcher(contexts: WorkerContexts, queue: Queue) -> Dispatcher:
         periodic=contexts.periodic,
         # Its own connection for the blocking pop on the wake list, with a read timeout above the
         # longest wait (redis-py's would end a long BLPOP as a connection error).
-        wake=Redis.from_url(s.redis_url, socket_timeout=s.b24notify_poll_seconds + 10),
+        wake=connect(s.redis_url, socket_timeout=s.b24notify_poll_seconds + 10),
     )
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
-    contexts = WorkerContexts(settings, Redis.from_url(settings.redis_url), serving=True)
+    contexts = WorkerContexts(settings, connect(settings.redis_url), serving=True)
     # RQ raises its connection's socket timeout above its BLPOP wait, but only for connections made
     # after it looked: it gets a pool of its own, never used before, or BLPOP dies on redis-py's
     # default 5 s read timeout and the worker loops on "could not connect".
-    rq_redis = Redis.from_url(settings.redis_url)
+    rq_redis = connect(settings.redis_url)
     queue = Queue(settings.b24notify_queue, connection=rq_redis)
     worker = B24Worker([queue], connection=rq_redis, name=name)
     worker.contexts = contexts
