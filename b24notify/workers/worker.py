@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from types import FrameType
 from typing import Any
 
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 
 from b24notify.logs import rq_logging_level
 from b24notify.redis_conn import connect
@@ -57,6 +59,22 @@ class B24Worker(SimpleWorker):
             unbind_contexts(token)
 
 
+RESTART_MAX_SECONDS = 30.0
+
+
+def _asked_to_stop(worker: B24Worker) -> bool:
+    return bool(worker._stop_requested or getattr(worker, "_shutdown_requested_date", None) is not None)
+
+
+def _sleep_unless_stopped(seconds: float) -> bool:
+    """Sleep; False when a stop signal came meanwhile (RQ's handler raises StopRequested)."""
+    try:
+        time.sleep(seconds)
+    except StopRequested:
+        return False
+    return True
+
+
 def make_dispatcher(contexts: WorkerContexts, queue: Queue) -> Dispatcher:
     s = contexts.settings
     return Dispatcher(
@@ -94,8 +112,25 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         worker.catch_early_stops()
         dispatcher.start()
         # RQ sets this level on its own loggers: our level would bring back a line per job.
-        return bool(worker.work(with_scheduler=True,
-                                logging_level=rq_logging_level(settings.b24notify_log_level)))
+        level = rq_logging_level(settings.b24notify_log_level)
+        restarts = 0
+        while True:
+            worked = bool(worker.work(with_scheduler=True, logging_level=level))
+            if _asked_to_stop(worker):
+                return worked
+            # RQ's loop ended on an error it does not retry: Redis gone for longer than the
+            # client's retries (a primary lost with no Sentinel promotion yet, an outage). Exiting
+            # would take the worker out of a fleet that only lost Redis for a while: start a new RQ
+            # worker after a backoff instead; a stop signal meanwhile ends it as usual.
+            restarts += 1
+            delay = min(RESTART_MAX_SECONDS, 2.0 ** min(restarts - 1, 5))
+            log.warning("event=worker.restart restarts=%d delay=%.0f reason=%r", restarts, delay,
+                        "the RQ worker loop ended on an error (see the traceback above)")
+            if not _sleep_unless_stopped(delay):
+                return worked
+            worker = B24Worker([queue], connection=rq_redis, name=f"{name}-r{restarts}" if name else None)
+            worker.contexts = contexts
+            worker.catch_early_stops()
     finally:
         dispatcher.stop()
         contexts.close()
