@@ -196,7 +196,7 @@ class Keys:
     def portal_scan_pattern(self, portal: str) -> str:
         """A SCAN pattern that matches every per-task key of the portal (and more: check each key
         against ``task_state_heads``)."""
-        return f"{self.prefix}:*:{_glob_escape(portal)}:*"
+        return f"{self.prefix}:*:{glob_escape(portal)}:*"
 
     def task_state_heads(self, portal: str) -> tuple[str, ...]:
         """What the portal's per-task state keys start with; a task id follows."""
@@ -212,7 +212,7 @@ def split_task_member(member: str) -> tuple[str, int]:
     return portal, int(task)
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 

@@ -34,7 +34,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.client import Pipeline
 
-from b24notify.keys import Keys, as_text
+from b24notify.keys import Keys, as_text, glob_escape
 
 StepKind = Literal["event", "scheduled", "sync", "delivery", "replay"]
 STEP_KINDS: tuple[str, ...] = get_args(StepKind)
@@ -235,24 +235,20 @@ class TraceLog:
     def portals(self) -> list[str]:
         """The portals with a trace (a SCAN of the trace streams' keys)."""
         head = self.keys.trace_prefix()
-        found = {as_text(key)[len(head):] for key in self.redis.scan_iter(match=f"{_glob(head)}*", count=1000,
+        found = {as_text(key)[len(head):] for key in self.redis.scan_iter(match=f"{glob_escape(head)}*", count=1000,
                                                                          _type="stream")}
         return sorted(found)
 
     def _entries(self, portal: str) -> Iterator[TraceEntry]:
         key = self.keys.trace(portal)
-        upper, scanned = "+", 0
-        while scanned < self.scan:
+        upper: str | None = "+"
+        scanned = 0
+        while upper is not None and scanned < self.scan:
             count = _page_bounds(scanned, self.scan)
             page: list[Any] = self.redis.xrevrange(key, max=upper, min="-", count=count) or []
-            for entry_id, raw in page:
-                entry = parse_entry(portal, entry_id, raw or {})
-                if entry is not None:
-                    yield entry
+            entries, upper = _read_page(portal, page, count)
+            yield from entries
             scanned += len(page)
-            if len(page) < count:
-                return
-            upper = "(" + as_text(page[-1][0])
 
 
 class AsyncTraceReader:
@@ -297,27 +293,22 @@ class AsyncTraceReader:
     async def portals(self) -> list[str]:
         head = self.keys.trace_prefix()
         found = {as_text(key)[len(head):] async for key in self.redis.scan_iter(
-            match=f"{_glob(head)}*", count=1000, _type="stream")}
+            match=f"{glob_escape(head)}*", count=1000, _type="stream")}
         return sorted(found)
 
     async def _entries(self, portal: str) -> AsyncIterator[TraceEntry]:
         key = self.keys.trace(portal)
-        upper, scanned = "+", 0
-        while scanned < self.scan:
+        upper: str | None = "+"
+        scanned = 0
+        while upper is not None and scanned < self.scan:
             count = _page_bounds(scanned, self.scan)
             page: list[Any] = await self.redis.xrevrange(key, max=upper, min="-", count=count) or []
-            for entry_id, raw in page:
-                entry = parse_entry(portal, entry_id, raw or {})
-                if entry is not None:
-                    yield entry
+            entries, upper = _read_page(portal, page, count)
+            for entry in entries:
+                yield entry
             scanned += len(page)
-            if len(page) < count:
-                return
-            upper = "(" + as_text(page[-1][0])
 
 
-def _glob(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 # -- the timeline as text (the CLI) -------------------------------------------------------------------
@@ -361,3 +352,9 @@ def describe(entry: TraceEntry) -> str:
         return line + f" [{f.get('delivery', '?')}]"
     return (f"dead letter replayed by {f.get('by', '?')}: {f.get('channel', '?')} to {f.get('recipient', '?')}, "
             f"results {f.get('results', '?')} [{f.get('delivery', '?')}]")
+
+
+def _read_page(portal: str, page: list[Any], count: int) -> tuple[list[TraceEntry], str | None]:
+    """One XREVRANGE page: its readable entries, and where the next page starts (None: the end)."""
+    entries = [e for e in (parse_entry(portal, entry_id, raw or {}) for entry_id, raw in page) if e is not None]
+    return entries, ("(" + as_text(page[-1][0]) if len(page) == count else None)
