@@ -18,6 +18,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.connection
 import redis.asyncio.sentinel
+import redis.connection
 import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -31,6 +32,23 @@ SENTINEL_TIMEOUT = 1.0
 RETRIES = 4
 BACKOFF_CAP = 2.0
 BACKOFF_BASE = 0.25
+
+
+class _SentinelConnection(redis.sentinel.SentinelManagedConnection):
+    """redis-py 8.1's Sentinel connection reads with ``disconnect_on_error=False`` by default, unlike
+    a plain connection: an exception during a read that is not a connection error (RQ's stop
+    signal, a job timeout's SIGALRM) put the connection back in the pool with its reply still
+    coming, and the next command read that reply (a BLPOP's job taken by an LLEN). Drop the
+    connection on any error, as a plain connection does."""
+
+    def read_response(self, disable_decoding: bool = False, *, disconnect_on_error: bool | None = True,
+                      **kwargs: Any) -> Any:
+        return super().read_response(
+            disable_decoding=disable_decoding, disconnect_on_error=disconnect_on_error, **kwargs)
+
+
+class _SentinelSSLConnection(_SentinelConnection, redis.connection.SSLConnection):
+    pass
 
 
 class _AsyncSentinelConnection(redis.asyncio.sentinel.SentinelManagedConnection):
@@ -84,8 +102,9 @@ def connect(url: str, **options: Any) -> redis.Redis:
     options.setdefault("retry", _retry(redis.retry))
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py's, untyped
         list(parsed.hosts), sentinel_kwargs=_sentinel_kwargs(parsed, options))
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        parsed.service, **_primary_kwargs(parsed, options))
+    kwargs = _primary_kwargs(parsed, options)
+    kwargs["connection_class"] = _SentinelSSLConnection if kwargs.pop("ssl", False) else _SentinelConnection
+    client: redis.Redis = sentinel.master_for(parsed.service, **kwargs)  # type: ignore[no-untyped-call]
     return client
 
 

@@ -225,9 +225,10 @@ def test_commands_and_probes_are_real(docs, make_settings):
     assert worker["livenessProbe"]["exec"]["command"] == ["b24notify", "worker-alive"]
     assert "readinessProbe" not in worker
     # Liveness on /healthz only: /readyz is 503 during a failover or while a portal is paused,
-    # which a restart does not fix.
+    # which a restart does not fix. Readiness on Redis only: one paused portal must not take every
+    # web pod out of the Service (tests/test_readyz.py).
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz?only=redis"
     # The pods' own settings (Redis, key prefix and queue: the test's) load, and the app serves the paths.
     test_owned = ("REDIS_URL", "B24NOTIFY_KEY_PREFIX", "B24NOTIFY_QUEUE")
     own = {k.lower(): v for k, v in _env(docs).items() if k not in test_owned}

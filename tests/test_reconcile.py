@@ -39,6 +39,24 @@ def test_watched_tasks_are_polled_often_when_active_rarely_when_quiet_and_droppe
     assert due == {"p|1", "p|2"}
 
 
+def test_a_poll_of_a_task_being_synced_waits_for_that_sync_instead_of_a_second_worker(redis, keys, ctx):
+    """A due entry beside a live lease was claimed by another worker at once: two syncs of one
+    task at the same time, the first one's commit refused. The poll leaves a pending mark: one
+    more run, after the current one."""
+    clock = Clock()
+    watch = Watch(redis, keys, "p", WatchPolicy(hot_interval=30), clock=clock)
+    reconciler = Reconciler(redis, keys, ctx.client, ctx.tasks, watch, portal_limit=RateLimit(2, 50), share=0.2)
+    watch.touch([1, 2], active=True)
+    ctx.tasks.schedule("p|1", at=0)
+    (running,) = ctx.tasks.claim(10, 60, only="p|1")  # task 1's sync is running
+    clock.now += 31
+    assert reconciler.poll_watched() == 2
+    assert {m.decode() for m in redis.zrange(ctx.tasks.k.due, 0, -1)} == {"p|2"}  # not 1: it is running
+    assert [c.member for c in ctx.tasks.claim(10, 60)] == ["p|2"]
+    ctx.tasks.complete(running)
+    assert [c.member for c in ctx.tasks.claim(10, 60, only="p|1")] == ["p|1"]  # the run after it
+
+
 def test_reconcile_polls_stay_inside_their_budget_share(redis, keys, ctx):
     clock = Clock()
     watch = Watch(redis, keys, "p", WatchPolicy(hot_interval=1), clock=clock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import signal
 import time
 from collections.abc import Iterator
 
@@ -143,3 +144,35 @@ def test_without_a_primary_commands_fail_fast_as_connection_errors(topology):
         client.get("x")
     assert time.monotonic() - started < 10
     client.close()
+
+
+class _Interrupted(BaseException):
+    """What RQ's handlers raise from a signal: StopRequested (SIGTERM), JobTimeoutException (SIGALRM)."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Interrupted
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+sentinel"])
+def test_a_read_cut_by_a_signal_never_hands_its_reply_to_the_next_command(topology, scheme):
+    """A BLPOP interrupted by a signal: its connection must not go back to the pool with the reply
+    still coming, or the next command reads it (here: the job pushed later is swallowed by LLEN)."""
+    url = topology.url(6) if scheme == "redis+sentinel" else f"redis://127.0.0.1:{topology.primary()}/6"
+    client, other = connect(url), Redis(port=topology.primary(), db=6)
+    client.rpush("list", "a", "b", "c")
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_Interrupted):
+            client.blpop(["queue"], timeout=2)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    other.rpush("queue", "job-1")
+    time.sleep(0.1)
+    assert client.llen("list") == 3
+    assert client.get("missing") is None
+    assert other.lrange("queue", 0, -1) == [b"job-1"]  # nobody took the job
+    client.close()
+    other.close()

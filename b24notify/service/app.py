@@ -211,6 +211,12 @@ class Health:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        # ?only=redis: ready while Redis answers, whatever the portals' state: the probe for a
+        # fleet of web pods serving many portals, where one paused portal must not take every
+        # pod out of the Service (and its events with it: Bitrix24 does not send them again).
+        only = request.query_params.get("only")
+        if only not in (None, "redis"):
+            return JSONResponse({"status": "bad request", "detail": "only: the one value is redis"}, status_code=400)
         try:
             await self.redis.ping()
             served = await self.portals.portal_keys()
@@ -226,7 +232,8 @@ class Health:
             # One portal: the reason itself; several: which ones and why.
             detail: object = (f"calls paused: {next(iter(paused.values()))}" if len(served) == 1
                               else {p: f"calls paused: {r}" for p, r in paused.items()})
-            return JSONResponse({"status": "degraded", "redis": "ok", "portal": detail, **state}, status_code=503)
+            return JSONResponse({"status": "degraded", "redis": "ok", "portal": detail, **state},
+                                status_code=200 if only else 503)
         return JSONResponse({"status": "ok", "redis": "ok", "portal": "ok", "portals": len(served), **state})
 
     async def metrics(self, request: Request) -> Response:

@@ -22,7 +22,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from b24notify.settings.console import MIN_SECRET_CHARS, PasswordHash, check_password, derive_session_key
 from b24notify.settings.rates import RateLimit
-from b24notify.settings.redis_url import check_redis_url
+from b24notify.settings.redis_url import SENTINEL_SCHEMES, check_redis_url, scheme_of
 from b24notify.settings.smtp import SmtpConfig
 
 WEBHOOK_PATH = re.compile(r"^/rest/(?P<user>\d+)/(?P<code>[^/]+)/?$")
@@ -162,6 +162,10 @@ class Settings(BaseSettings):
         default_factory=lambda: [10.0, 60.0, 300.0, 1800.0, 7200.0]
     )
     b24notify_rest_timeout_seconds: float = Field(default=20.0, gt=0, le=60)
+    # Before a chat message leaves, wait up to this long for a replica to hold its "in flight" mark
+    # (Redis WAIT; docs/guarantees.md "Redis failover"). Unset: 1000 with a redis+sentinel:// URL,
+    # 0 (no wait) otherwise; set it for a primary with replicas behind a plain redis:// URL.
+    b24notify_replica_wait_ms: int | None = Field(default=None, ge=0, le=10000)
     b24notify_log_level: str = "INFO"
     # If set, GET /metrics answers only "Authorization: Bearer <this>" (it names portals and volumes).
     b24notify_metrics_token: SecretStr | None = None
@@ -313,6 +317,12 @@ class Settings(BaseSettings):
         return self
 
     # -- derived views ---------------------------------------------------------------------------
+
+    @property
+    def replica_wait_ms(self) -> int:
+        if self.b24notify_replica_wait_ms is not None:
+            return self.b24notify_replica_wait_ms
+        return 1000 if scheme_of(self.redis_url) in SENTINEL_SCHEMES else 0
 
     @property
     def webhook(self) -> Webhook:

@@ -30,6 +30,7 @@ from b24notify.portals.binding import bind_events, handler_url
 from b24notify.portals.directory import PortalDirectory
 from b24notify.portals.registry import AppInstall
 from b24notify.portals.spec import PortalSpec, require_channels, webhook_portals
+from b24notify.replica_wait import ReplicaWait
 from b24notify.rest.budget import RateBudget
 from b24notify.rest.client import RestClient
 from b24notify.rest.credentials import Credentials, WebhookCredentials
@@ -67,6 +68,7 @@ class WorkerContext:
     watch: Watch
     reconciler: Reconciler | None
     spec: PortalSpec
+    replica_wait: ReplicaWait
     clock: Callable[[], float] = field(default=time.time)
     told: set[int] = field(default_factory=set)  # people already logged as having no e-mail address
 
@@ -108,6 +110,7 @@ class WorkerContexts:
         self.state = StateEpoch(redis, self.keys, by=process_name("worker" if serving else "tool"),
                                 keep_seconds=settings.b24notify_results_keep_days * 86400, serving=serving,
                                 portals=self.directory.portals)
+        self.replica_wait = ReplicaWait(settings.replica_wait_ms)
         self.upkeep = Upkeep(redis, self.keys, parked_keep_seconds=settings.b24notify_results_keep_days * 86400.0)
         self._lock = threading.Lock()
         self._built: dict[str, tuple[WorkerContext, float]] = {}
@@ -232,7 +235,7 @@ class WorkerContexts:
         return WorkerContext(
             settings=settings, redis=redis, keys=keys, tasks=self.tasks, deliveries=self.deliveries,
             client=client, channels=channels, counters=counters, state=self.state, watch=watch,
-            reconciler=reconciler, spec=spec,
+            reconciler=reconciler, spec=spec, replica_wait=self.replica_wait,
         )
 
 

@@ -39,6 +39,7 @@ from b24notify.workers.retries import Failures, next_try
 log = logging.getLogger(__name__)
 
 KEEP_FINISHED_SECONDS = 30 * 24 * 3600  # a sent delivery is remembered this long: no resend
+REPLICA_BEHIND_RETRY_SECONDS = 2.0  # a chat send whose in-flight mark no replica acknowledged
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,9 @@ def _send(ctx: WorkerContext, channel: Channel, items: list[_Due], outcomes: dic
     if not items:
         return
     end = deadline.send_end()
-    _mark_in_flight(ctx, channel, items)
+    items = _mark_in_flight(ctx, channel, items, outcomes)
+    if not items:
+        return
     # A channel that can look before it sends again, or whose repeat replaces the first (a
     # personal notification's TAG), may be cut mid-send.
     lookable = getattr(channel, "find_posted", None) is not None or bool(getattr(channel, "repeat_safe", False))
@@ -210,13 +213,25 @@ def _not_posted_yet(ctx: WorkerContext, channel: object, items: list[_Due],
     return [due for due in items if due.notice.key not in posted]
 
 
-def _mark_in_flight(ctx: WorkerContext, channel: object, items: list[_Due]) -> None:
+def _mark_in_flight(ctx: WorkerContext, channel: object, items: list[_Due],
+                    outcomes: dict[str, DeliveryOutcome]) -> list[_Due]:
+    """Mark the deliveries in flight and return those that may be sent now. With a replica, a send
+    waits until the replica holds the mark (Redis WAIT): a failover right after the send then
+    promotes a replica that knows to look before sending again (docs/guarantees.md)."""
     if getattr(channel, "find_posted", None) is None:
-        return  # nothing to look up later (e-mail: the stable Message-ID marks a repeat instead)
+        return items  # nothing to look up later (e-mail: the stable Message-ID marks a repeat instead)
     pipe = ctx.redis.pipeline(transaction=False)
     for due in items:
         pipe.hset(due.key, "in_flight", str(ctx.clock()))
-    pipe.execute()
+    waits = ctx.replica_wait.add_to(pipe)
+    answers = pipe.execute()
+    if not waits or ctx.replica_wait.held(int(answers[-1]), ctx.redis):
+        return items
+    log.warning("event=notify.replica_behind channel=%s deliveries=%d wait_ms=%d retry=%.0f",
+                getattr(channel, "name", "?"), len(items), ctx.replica_wait.timeout_ms, REPLICA_BEHIND_RETRY_SECONDS)
+    for due in items:
+        outcomes[due.claim.member] = _defer(ctx, due, REPLICA_BEHIND_RETRY_SECONDS, "the replica is behind")
+    return []
 
 
 def _record_sent(ctx: WorkerContext, items: list[_Due]) -> None:

@@ -190,8 +190,9 @@ class Reconciler:
         p = self.watch.policy
         scheduled, dropped = self._poll(
             watch_next=self.watch.next_key, watch_active=self.watch.active_key, task_due=self.tasks.k.due,
-            watch_synced=self.watch.synced_key, watch_status=self.watch.status_key,
-            now=self.watch.clock(), limit=units * BATCH_TASKS, member_prefix=f"{self.portal}|",
+            watch_synced=self.watch.synced_key, watch_status=self.watch.status_key, task_lease=self.tasks.k.lease,
+            task_pending=self.tasks.k.pending, now=self.watch.clock(), limit=units * BATCH_TASKS,
+            member_prefix=f"{self.portal}|",
             hot_interval=p.hot_interval, warm_interval=p.warm_interval, cold_interval=p.cold_interval,
             hot_age=p.hot_age, warm_age=p.warm_age, idle_age=p.idle_age,
         )

@@ -5,10 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 
@@ -75,6 +81,59 @@ def _sleep_unless_stopped(seconds: float) -> bool:
     return True
 
 
+def _new_rq_worker(queue: Queue, contexts: WorkerContexts, name: str | None) -> B24Worker | None:
+    """An RQ worker, once Redis answers: RQ's Worker() talks to Redis at once (CLIENT SETNAME), and
+    a worker started while Redis has no primary (a failover, Redis starting after the workers)
+    waits for it with a backoff instead of exiting into a supervisor's crash loop. None: a stop
+    signal came meanwhile."""
+    waits = 0
+    stop = _StopFlag()
+    with stop.catching():
+        while True:
+            try:
+                worker = B24Worker([queue], connection=queue.connection, name=name)
+                break
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                waits += 1
+                delay = min(RESTART_MAX_SECONDS, 2.0 ** min(waits - 1, 5))
+                log.warning("event=worker.waiting_for_redis attempt=%d delay=%.0f error=%r", waits, delay,
+                            type(exc).__name__)
+                stop.wait(delay)
+                if stop.asked:
+                    return None
+    if stop.asked:
+        return None
+    worker.contexts = contexts
+    worker.catch_early_stops()  # after our handlers are gone: it puts in its own
+    return worker
+
+
+class _StopFlag:
+    """SIGTERM / SIGINT while no RQ worker is there to catch them: remembered, and ends a wait."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    @property
+    def asked(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> None:
+        self._event.wait(seconds)
+
+    @contextmanager
+    def catching(self) -> Iterator[None]:
+        def mark(signum: int, frame: FrameType | None) -> None:
+            self._event.set()
+
+        previous = {signum: signal.signal(signum, mark) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
 def make_dispatcher(contexts: WorkerContexts, queue: Queue) -> Dispatcher:
     s = contexts.settings
     return Dispatcher(
@@ -98,8 +157,10 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     # default 5 s read timeout and the worker loops on "could not connect".
     rq_redis = connect(settings.redis_url)
     queue = Queue(settings.b24notify_queue, connection=rq_redis)
-    worker = B24Worker([queue], connection=rq_redis, name=name)
-    worker.contexts = contexts
+    worker = _new_rq_worker(queue, contexts, name)
+    if worker is None:
+        contexts.close()
+        return False
     dispatcher = make_dispatcher(contexts, queue)
     log.info("event=worker.start portals=%s app_mode=%s queue=%s", ",".join(contexts.directory.portals()) or "-",
              settings.app_mode, queue.name)
@@ -109,13 +170,18 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
             while dispatcher.tick():
                 worker.work(burst=True)
             return True
-        worker.catch_early_stops()
         dispatcher.start()
         # RQ sets this level on its own loggers: our level would bring back a line per job.
         level = rq_logging_level(settings.b24notify_log_level)
         restarts = 0
         while True:
-            worked = bool(worker.work(with_scheduler=True, logging_level=level))
+            try:
+                worked = bool(worker.work(with_scheduler=True, logging_level=level))
+            except RedisError as exc:
+                # RQ's loop ended on an error and its teardown (scheduler stop, register_death)
+                # failed too: Redis is still gone. The same as a loop that ended on its own.
+                log.warning("event=worker.teardown_failed error=%r", type(exc).__name__)
+                worked = False
             if _asked_to_stop(worker):
                 return worked
             # RQ's loop ended on an error it does not retry: Redis gone for longer than the
@@ -128,9 +194,10 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
                         "the RQ worker loop ended on an error (see the traceback above)")
             if not _sleep_unless_stopped(delay):
                 return worked
-            worker = B24Worker([queue], connection=rq_redis, name=f"{name}-r{restarts}" if name else None)
-            worker.contexts = contexts
-            worker.catch_early_stops()
+            restarted = _new_rq_worker(queue, contexts, f"{name}-r{restarts}" if name else None)
+            if restarted is None:
+                return worked
+            worker = restarted
     finally:
         dispatcher.stop()
         contexts.close()

@@ -8,17 +8,22 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 
 class CliProcess:
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    """``prefix``: what runs the command, e.g. ``["ip", "netns", "exec", NAME]`` (which execs it:
+    the pid, signals and exit code stay the worker's own)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], prefix: Sequence[str] = ()) -> None:
         self.args = args
+        self.prefix = list(prefix)
         self.log = Path(tempfile.mkstemp(prefix="b24notify-", suffix=".log")[1])
         self._out = self.log.open("wb")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("B24", "NOTIFY_", "SMTP_", "EMAIL_"))}
         full_env.update(env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "b24notify.cli", *args], env=full_env,
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "b24notify.cli", *args], env=full_env,
                                      stdout=self._out, stderr=subprocess.STDOUT)
 
     @property
