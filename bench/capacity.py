@@ -64,7 +64,7 @@ from b24notify.scripts import COMMIT_SYNC, GCRA, SCHEDULE
 from b24notify.settings import Settings
 from b24notify.task_info import TaskInfo
 from b24notify.trace import TRACE_MAXLEN, TRACE_TTL_SECONDS, add_steps, delivery_step, sync_step
-from b24notify.workers.deliver import KEEP_FINISHED_SECONDS, load_records
+from b24notify.workers.deliver import KEEP_FINISHED_SECONDS, load_records, mark_sent
 
 EPOCH = "bench-epoch"
 RESULTS_PER_TASK = 3
@@ -358,9 +358,8 @@ class Client:
         for claim in claims:
             notice = Notice.from_json(records[claim.member]["notice"])
             key = k.delivery(claim.member)
-            pipe.hset(key, mapping={"status": "sent", "sent_at": str(now)})
-            pipe.hdel(key, "in_flight")
-            pipe.expire(key, KEEP_FINISHED_SECONDS)
+            mark_sent(pipe, key, portal=notice.portal, channel=notice.target.channel,
+                      created_at=float(records[claim.member].get("created_at") or 0), attempts=0, now=now)
             record_detection(pipe, k, notice.portal, notice.target.channel, notice.alerts, now=now,
                              fallback=float(records[claim.member].get("created_at") or 0))
             add_steps(pipe, k, notice.portal, [delivery_step(

@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 
 from b24notify.alerts import Alert
 from b24notify.channels.base import Channel, DeliveryDeferred, DeliveryError
@@ -241,13 +242,24 @@ def _record_sent(ctx: WorkerContext, items: list[_Due]) -> None:
         return
     pipe = ctx.redis.pipeline()
     for due in items:
-        pipe.hset(due.key, mapping={"status": "sent", "sent_at": str(ctx.clock())})
-        pipe.hdel(due.key, "in_flight")
-        pipe.expire(due.key, KEEP_FINISHED_SECONDS)
+        mark_sent(pipe, due.key, portal=ctx.portal, channel=due.channel, created_at=due.created_at,
+                  attempts=due.attempts, now=ctx.clock())
         record_detection(pipe, ctx.keys, ctx.portal, due.channel, due.notice.alerts, now=ctx.clock(),
                          fallback=due.created_at)
     add_steps(pipe, ctx.keys, ctx.portal, [_step(due, "sent", due.attempts + 1) for due in items])
     pipe.execute()
+
+
+def mark_sent(pipe: Pipeline, key: str, *, portal: str, channel: str, created_at: float, attempts: int,
+              now: float) -> None:
+    """A sent delivery's record keeps what stops a repeat (it exists, its status) and its portal
+    (a late claim of it finds its worker context), written afresh: kept 30 days, the notice made a
+    sent record ~1.5 kB, the first limit of Redis memory (README "Capacity"); rewritten, the hash
+    also goes back to Redis's compact encoding, which a deleted field alone would not."""
+    pipe.delete(key)
+    pipe.hset(key, mapping={"status": "sent", "sent_at": repr(now), "portal": portal, "channel": channel,
+                            "created_at": repr(created_at), "attempts": attempts})
+    pipe.expire(key, KEEP_FINISHED_SECONDS)
 
 
 def _still_ours(ctx: WorkerContext, items: list[_Due], outcomes: dict[str, DeliveryOutcome]) -> list[_Due]:

@@ -69,6 +69,8 @@ def run_deliveries(claims: list[list[str]]) -> list[str]:
 
 
 def _delivery_portal(record: dict[str, str]) -> str:
+    if "portal" in record:  # a sent record keeps its portal, not its notice
+        return record["portal"]
     if "notice" in record:
         return Notice.from_json(record["notice"]).portal
     return Alert.from_json(record["alert"]).portal if "alert" in record else ""
