@@ -3,6 +3,7 @@ SIGTERM (then SIGKILL), their output kept in a file and shown when a test fails.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ class CliProcess:
         self.args = args
         self.prefix = list(prefix)
         self.log = Path(tempfile.mkstemp(prefix="b24notify-", suffix=".log")[1])
+        atexit.register(self.log.unlink, missing_ok=True)  # read by the tests until then
         self._out = self.log.open("wb")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("B24", "NOTIFY_", "SMTP_", "EMAIL_"))}
         full_env.update(env)
