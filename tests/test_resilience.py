@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 from rq.registry import StartedJobRegistry
 
 from b24notify.devtools.simulator import RunningSimulator, SimulatorConfig
 from b24notify.devtools.smtp_sink import SmtpSink
+from b24notify.keys import task_member
+from b24notify.workers.context import WorkerContexts, bind_contexts, unbind_contexts
+from b24notify.workers.jobs import run_deliveries, run_sync
+from tests.support.pipeline import sync
 from tests.support.portal_user import PortalUser
 from tests.support.processes import CliProcess
 from tests.support.servers import free_port, wait_for
@@ -166,3 +174,43 @@ def test_redis_restart_keeps_queued_work_and_everyone_reconnects(own_redis, key_
             worker.stop()
             web.stop()
             user.close()
+
+
+@pytest.mark.parametrize("job", ["sync", "delivery"])
+def test_a_job_that_loses_redis_hands_its_claims_back_once_redis_answers(own_redis, make_settings, simulator, user,
+                                                                         job):
+    """Redis gone for longer than the client's retries under a running job: the job ends with the
+    error, and its claims are due again as soon as Redis answers -- not leased until the lease runs
+    out (60 s here, 120 s by default) as they were."""
+    settings = make_settings(redis_url=own_redis.url, b24_webhook_url=simulator.webhook_url,
+                             b24_application_token=simulator.config.application_token, notify_chat="chat42")
+    client = Redis.from_url(own_redis.url, retry=Retry(NoBackoff(), 1), socket_timeout=2)
+    contexts = WorkerContexts(settings, client, serving=True)
+    ctx = contexts.get(settings.portal)
+    assert ctx is not None
+    task = user.add_task("Outage")
+    if job == "sync":
+        member, due, run = task_member(ctx.portal, task), ctx.tasks, run_sync
+    else:
+        user.comment(task, "Done", as_result=True)
+        ctx.redis.set(ctx.keys.connected_at(ctx.portal), "2000-01-01T00:00:00+00:00")  # the result is news
+        outcome = sync(ctx, task)
+        member, due, run = outcome.notices[0].key, ctx.deliveries, run_deliveries
+    due.schedule(member, at=0)
+    (claim,) = due.claim(1, 60, only=member)
+    own_redis.stop()
+    restart = threading.Timer(2.0, own_redis.start)
+    restart.start()
+    token = bind_contexts(contexts)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisConnectionError):
+            run([[claim.member, claim.token]])
+    finally:
+        unbind_contexts(token)
+        restart.join()
+    took = time.monotonic() - started
+    assert took < 10, took  # back once Redis answered (2 s), not after the 60 s lease
+    assert client.zscore(due.k.lease, member) is None
+    assert client.zscore(due.k.due, member) is not None and client.zscore(due.k.due, member) <= time.time()
+    contexts.close()

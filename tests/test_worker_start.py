@@ -11,8 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from redis import Redis
-from rq import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq import Queue, SimpleWorker, Worker
 
+from b24notify.workers.context import WorkerContexts
+from b24notify.workers.worker import B24Worker
 from tests.support.processes import CliProcess
 from tests.support.servers import free_port, wait_for
 
@@ -69,3 +72,37 @@ def test_a_stop_signal_while_waiting_for_redis_ends_the_worker(late_redis, key_p
     assert worker.stop() == 0, worker.output()
     assert time.monotonic() - asked < 5  # the backoff's sleep does not hold the stop
     assert "Traceback" not in worker.output()
+
+
+def _count(text: str) -> int:
+    return len(text)
+
+
+def test_a_heartbeat_lost_right_after_a_job_was_dequeued_does_not_lose_the_job(redis, key_prefix, monkeypatch):
+    """RQ beats once more between popping a job and running it. Redis gone at that instant (a
+    failover: microseconds wide, so the fault is injected into that one beat) ended RQ's loop with
+    the job popped and never run, and its claims stayed leased until their lease ran out."""
+    queue = Queue(f"{key_prefix}-hb", connection=redis)
+    job = queue.enqueue(_count, "abc")
+    worker = B24Worker([queue], connection=redis, name=f"{key_prefix}-hb")
+    worker.contexts = WorkerContexts.__new__(WorkerContexts)  # perform_job binds it; this job needs none
+    popped: list[object] = []
+    rq_dequeue, rq_heartbeat = Queue.dequeue_any, SimpleWorker.heartbeat
+
+    def dequeue_any(*args: object, **kwargs: object) -> object:
+        result = rq_dequeue(*args, **kwargs)  # type: ignore[arg-type]
+        popped.append(result)
+        return result
+
+    def heartbeat(self: B24Worker, timeout: int | None = None, pipeline: object = None) -> object:
+        if popped and popped[-1] is not None and pipeline is None:
+            popped.append(None)  # once: the beat right after the pop
+            raise RedisConnectionError("Error 111 connecting: Connection refused.")
+        return rq_heartbeat(self, timeout, pipeline)
+
+    monkeypatch.setattr(Queue, "dequeue_any", dequeue_any)
+    monkeypatch.setattr(SimpleWorker, "heartbeat", heartbeat)
+    worker.work(burst=True)
+    assert popped[-1] is None, "the fault was not injected"
+    assert job.get_status(refresh=True) == "finished"
+    assert job.return_value() == 3

@@ -24,11 +24,15 @@ from rq import Queue
 from b24notify.dueset import DueSet
 from b24notify.workers.deadline import job_timeout
 from b24notify.workers.jobs import DELIVERY_JOB, SYNC_JOB
+from b24notify.workers.outage import returned_on_outage
 
 log = logging.getLogger(__name__)
 
 REAP_EVERY_SECONDS = 2.0
 RECONCILE_EVERY_SECONDS = 1.0
+# How long the dispatcher waits for Redis to take back claims it could not enqueue: its thread
+# does nothing else meanwhile, and a stop waits for it.
+ENQUEUE_GIVE_BACK_SECONDS = 10.0
 
 
 class Dispatcher:
@@ -93,7 +97,10 @@ class Dispatcher:
         ):
             gather = self.gather_seconds if due_set is self.tasks else 0.0
             claims = due_set.claim(batch, self.lease_seconds, gather=gather)
-            if claims:
+            if not claims:
+                continue
+            # Claimed but not enqueued (Redis failed in between): no job would ever run them.
+            with returned_on_outage(due_set, claims, within=ENQUEUE_GIVE_BACK_SECONDS):
                 self.queue.enqueue_call(
                     func,
                     args=([[c.member, c.token] for c in claims],),
@@ -102,7 +109,7 @@ class Dispatcher:
                     failure_ttl=24 * 3600,
                     description=f"{func.rsplit('.', 1)[-1]} x{len(claims)}",
                 )
-                enqueued += 1
+            enqueued += 1
         return enqueued
 
     def run(self) -> None:

@@ -20,6 +20,7 @@ from b24notify.notices import Notice
 from b24notify.workers.context import WorkerContext, WorkerContexts, current_contexts
 from b24notify.workers.deadline import MIN_SEND_SECONDS, JobDeadline
 from b24notify.workers.deliver import deliver_many, load_records
+from b24notify.workers.outage import returned_on_outage
 from b24notify.workers.sync import TaskSync
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,13 @@ DELIVERY_JOB = "b24notify.workers.jobs.run_deliveries"
 def run_sync(claims: list[list[str]]) -> list[str]:
     deadline = JobDeadline.for_current_job()
     contexts = current_contexts()
-    held = contexts.tasks.renew([Claim(m, t) for m, t in claims], contexts.settings.b24notify_lease_seconds)
+    lease = contexts.settings.b24notify_lease_seconds
     statuses: dict[str, str] = {}
-    for ctx, group in _by_portal(contexts, contexts.tasks, held, lambda c: split_task_member(c.member)[0]):
-        for claim, status in zip(group, sync_and_deliver(ctx, group, deadline), strict=True):
-            statuses[claim.member] = status
+    with returned_on_outage(contexts.tasks, [Claim(m, t) for m, t in claims], min(deadline.left(), lease)):
+        held = contexts.tasks.renew([Claim(m, t) for m, t in claims], lease)
+        for ctx, group in _by_portal(contexts, contexts.tasks, held, lambda c: split_task_member(c.member)[0]):
+            for claim, status in zip(group, sync_and_deliver(ctx, group, deadline), strict=True):
+                statuses[claim.member] = status
     return [statuses.get(m, "stale") for m, _ in claims]
 
 
@@ -52,19 +55,23 @@ def sync_and_deliver(ctx: WorkerContext, claims: list[Claim], deadline: JobDeadl
     fresh = [notice.key for o in outcomes for notice in o.notices]
     deliveries = [c for did in fresh for c in ctx.deliveries.claim(1, lease, only=did)]
     if deliveries:
-        deliver_many(ctx, deliveries, deadline=deadline)
+        with returned_on_outage(ctx.deliveries, deliveries, min(deadline.left(), lease)):
+            deliver_many(ctx, deliveries, deadline=deadline)
     return [o.status for o in outcomes]
 
 
 def run_deliveries(claims: list[list[str]]) -> list[str]:
     deadline = JobDeadline.for_current_job()
     contexts = current_contexts()
-    held = contexts.deliveries.renew([Claim(m, t) for m, t in claims], contexts.settings.b24notify_lease_seconds)
-    records = load_records(contexts.redis, contexts.keys, held)  # read once: for the portal, then for the send
+    lease = contexts.settings.b24notify_lease_seconds
     statuses: dict[str, str] = {}
-    for ctx, group in _by_portal(contexts, contexts.deliveries, held, lambda c: _delivery_portal(records[c.member])):
-        for outcome in deliver_many(ctx, group, records, deadline=deadline):
-            statuses[outcome.delivery_id] = outcome.status
+    with returned_on_outage(contexts.deliveries, [Claim(m, t) for m, t in claims], min(deadline.left(), lease)):
+        held = contexts.deliveries.renew([Claim(m, t) for m, t in claims], lease)
+        records = load_records(contexts.redis, contexts.keys, held)  # read once: for the portal, then the send
+        for ctx, group in _by_portal(contexts, contexts.deliveries, held,
+                                     lambda c: _delivery_portal(records[c.member])):
+            for outcome in deliver_many(ctx, group, records, deadline=deadline):
+                statuses[outcome.delivery_id] = outcome.status
     return [statuses.get(m, "stale") for m, _ in claims]
 
 

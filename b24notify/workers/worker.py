@@ -33,6 +33,7 @@ class B24Worker(SimpleWorker):
 
     contexts: WorkerContexts
     stop_asked_early = False
+    dequeuing = False
 
     def catch_early_stops(self) -> None:
         """Until ``work()`` installs RQ's handlers, SIGTERM and SIGINT only mark a stop. RQ forks its
@@ -56,6 +57,26 @@ class B24Worker(SimpleWorker):
         super()._install_signal_handlers()  # type: ignore[no-untyped-call]  # RQ's own, untyped
         if self.stop_asked_early:
             self._stop_requested = True  # RQ's loop stops before its first job, and its scheduler with it
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        self.dequeuing = True
+        try:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        finally:
+            self.dequeuing = False
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> Any:
+        """RQ beats once more after popping a job and before running it: when Redis is gone right
+        then (a failover), the error ended RQ's loop with the job popped and never run, its claims
+        leased until their lease ran out. That one beat may fail: the job goes on, and its first
+        Redis call waits out the failover in the client's retries."""
+        if not self.dequeuing or pipeline is not None:
+            return super().heartbeat(timeout, pipeline)
+        try:
+            return super().heartbeat(timeout, pipeline)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("event=worker.heartbeat_failed error=%r after=%r", type(exc).__name__, "a job was dequeued")
+            return None
 
     def perform_job(self, *args: Any, **kwargs: Any) -> bool:
         token = bind_contexts(self.contexts)
