@@ -44,7 +44,7 @@ from b24notify.keys import DELIVERIES, Keys
 from b24notify.redis_conn import connect
 from tests.support.netns import Netns
 from tests.support.portal_user import PortalUser
-from tests.support.processes import CliProcess
+from tests.support.processes import CliProcess, fleet_idle
 from tests.support.sentinel import FAILOVER_TIMEOUT_MS, LOOPBACK, SentinelTopology
 from tests.support.servers import free_port, wait_for
 
@@ -205,16 +205,6 @@ def assert_alive(fleet: Fleet) -> None:
     assert not dead, "\n".join(f"{p.args} exited {p.proc.returncode}:\n{p.output()[-3000:]}" for p in dead)
 
 
-def idle(url: str, prefix: str) -> bool:
-    client = connect(url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        busy = sum(client.zcard(f"{prefix}:{kind}:{name}") for kind in ("due", "lease")
-                   for name in ("tasks", "deliveries"))
-        return busy + client.hlen(f"{prefix}:pending:tasks") == 0
-    finally:
-        client.close()
-
-
 def test_a_primary_killed_mid_flow_loses_and_doubles_nothing(fleet: Fleet) -> None:
     topology, sim, sink, user = fleet.topology, fleet.sim, fleet.sink, fleet.user
     tasks = [user.add_task(f"Failover task {i}") for i in range(TASKS)]
@@ -236,7 +226,7 @@ def test_a_primary_killed_mid_flow_loses_and_doubles_nothing(fleet: Fleet) -> No
         new = topology.wait_promoted(old, timeout=30)
         expected = Counter({(token, channel): 1 for token in added for channel in ("chat", "email")})
         wait_for(lambda: not (expected - watcher.counts()), 60, "not every alert was delivered")
-        wait_for(lambda: idle(fleet.env["REDIS_URL"], fleet.env["B24NOTIFY_KEY_PREFIX"]), 30, "not idle")
+        wait_for(lambda: fleet_idle(fleet.env["REDIS_URL"], fleet.env["B24NOTIFY_KEY_PREFIX"]), 30, "not idle")
         time.sleep(2)  # quiet: polls and sweeps must add nothing
         got = watcher.counts()
     finally:
@@ -427,7 +417,7 @@ def test_a_worker_cut_off_for_longer_than_its_lease_loses_and_doubles_nothing(
         added = flow.stop()
         expected = Counter({(token, channel): 1 for token in added for channel in CHANNELS})
         wait_for(lambda: not (expected - watcher.counts()), 60, "not every alert was delivered")
-        wait_for(lambda: idle(fleet.env["REDIS_URL"], prefix), 30, "not idle")
+        wait_for(lambda: fleet_idle(fleet.env["REDIS_URL"], prefix), 30, "not idle")
         time.sleep(2)  # quiet: polls, sweeps and the cut worker's leftovers must add nothing
         got = watcher.counts()
     finally:

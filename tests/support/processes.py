@@ -58,10 +58,11 @@ class CliProcess:
 
 
 def fleet_idle(redis_url: str, prefix: str) -> bool:
-    """Nothing due, running or pending: every sync and delivery the fleet knows of is done."""
-    from redis import Redis
+    """Nothing due, running or pending: every sync and delivery the fleet knows of is done.
+    Any REDIS_URL form, Sentinel included (the product's own connection factory)."""
+    from b24notify.redis_conn import connect
 
-    client = Redis.from_url(redis_url)
+    client = connect(redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         busy = sum(client.zcard(f"{prefix}:{kind}:{name}") for kind in ("due", "lease")
                    for name in ("tasks", "deliveries"))
